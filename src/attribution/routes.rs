@@ -1,0 +1,129 @@
+//! `/api/v1/lookup`: attribution of one address (GET) or up to 100 000 in one
+//! call (POST), answered from the in-memory table.
+
+use std::net::IpAddr;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::Attribution;
+use crate::app::AppState;
+use crate::auth::{Client, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{JsonBody, QueryParams};
+
+pub const MAX_BULK_LOOKUP: usize = 100_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/lookup",
+        get(lookup_one)
+            .post(lookup_many)
+            // 100 000 addresses as objects with times fit in 16 MiB.
+            .layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LookupQuery {
+    /// IPv4 or IPv6 address.
+    pub ip: String,
+    /// RFC 3339 time; default now.
+    pub at: Option<String>,
+    /// Owner of this ASN is the fallback when no network matches.
+    pub asn: Option<u32>,
+}
+
+fn parse_ip(field: &str, s: &str) -> Result<IpAddr, ApiError> {
+    s.trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(field, format!("{s:?} is not an IPv4 or IPv6 address")))
+}
+
+fn parse_at(field: &str, s: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
+    match s {
+        None => Ok(Utc::now()),
+        Some(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::invalid(
+                    field,
+                    format!("{s:?} is not an RFC 3339 time with zone, e.g. 2021-03-05T12:00:00Z"),
+                )
+            }),
+    }
+}
+
+/// Who owned this address (at `at`), and why.
+#[utoipa::path(get, path = "/api/v1/lookup", tag = "attribution", params(LookupQuery),
+    responses((status = 200, body = Attribution), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn lookup_one(
+    State(state): State<AppState>,
+    client: Client,
+    QueryParams(q): QueryParams<LookupQuery>,
+) -> ApiResult<Json<Attribution>> {
+    client.require(Scope::Read)?;
+    let ip = parse_ip("ip", &q.ip)?;
+    let at = parse_at("at", q.at.as_deref())?;
+    let table = state.attributor.current(&state.pool).await?;
+    let m = table.attribute(ip, at.timestamp_micros(), q.asn);
+    Ok(Json(Attribution::from_match(ip, at, q.asn, m)))
+}
+
+/// One element of a bulk lookup: an address, or an object with an address,
+/// an optional time and ASN.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LookupItem {
+    Address(String),
+    Detailed {
+        ip: String,
+        at: Option<String>,
+        asn: Option<u32>,
+    },
+}
+
+/// Attribute up to 100 000 addresses; the answers come in input order.
+#[utoipa::path(post, path = "/api/v1/lookup", tag = "attribution", request_body = Vec<LookupItem>,
+    responses((status = 200, body = Vec<Attribution>), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn lookup_many(
+    State(state): State<AppState>,
+    client: Client,
+    JsonBody(items): JsonBody<Vec<LookupItem>>,
+) -> ApiResult<Json<Vec<Attribution>>> {
+    client.require(Scope::Read)?;
+    if items.len() > MAX_BULK_LOOKUP {
+        return Err(ApiError::BadRequest(format!(
+            "{} addresses in one call; at most {MAX_BULK_LOOKUP}",
+            items.len()
+        )));
+    }
+    let now = Utc::now();
+    let table = state.attributor.current(&state.pool).await?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let (ip, at, asn) = match item {
+            LookupItem::Address(ip) => (parse_ip(&format!("[{i}]"), ip)?, now, None),
+            LookupItem::Detailed { ip, at, asn } => (
+                parse_ip(&format!("[{i}].ip"), ip)?,
+                match at {
+                    Some(at) => parse_at(&format!("[{i}].at"), Some(at))?,
+                    None => now,
+                },
+                *asn,
+            ),
+        };
+        out.push(Attribution::from_match(
+            ip,
+            at,
+            asn,
+            table.attribute(ip, at.timestamp_micros(), asn),
+        ));
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,23 @@
+//! The audit log: who changed what, when. Written in the same transaction as
+//! the change it records.
+
+use sqlx::PgConnection;
+
+pub async fn record(
+    conn: &mut PgConnection,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_events (actor, action, subject, detail) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

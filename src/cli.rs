@@ -1,0 +1,183 @@
+//! The command line of the one `varsel` binary: serving, migrating, tokens,
+//! registry imports, lookups and benchmarks.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Scope;
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "varsel",
+    version,
+    about = "National vulnerability notification service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (creates and migrates the database if needed).
+    Serve,
+    /// Create the database if missing and apply migrations, then exit.
+    Migrate,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Import the registry from files.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Attribute one address from the command line.
+    Lookup {
+        ip: std::net::IpAddr,
+        /// RFC 3339 time; default now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        asn: Option<u32>,
+    },
+    /// Benchmarks on a data set made by gen_dataset.py (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API client; its token is printed once, alone on the last
+    /// line of standard output.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Repeat for several scopes.
+        #[arg(long = "scope", value_enum, required = true)]
+        scopes: Vec<Scope>,
+    },
+    /// List API clients.
+    List,
+    /// Revoke an API client's token.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// RIPE database split files (ripe.db.inetnum, …inet6num, …organisation,
+    /// …role, …aut-num), gzip or plain, filtered by country.
+    Ripe {
+        #[arg(long, default_value = "NO")]
+        country: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        options: ImportOptions,
+    },
+    /// organisations.csv and networks.csv.
+    Csv {
+        #[arg(long)]
+        organisations: PathBuf,
+        #[arg(long)]
+        networks: PathBuf,
+        #[command(flatten)]
+        options: ImportOptions,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportOptions {
+    /// Read and compare, report what would change, store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let pool = crate::db::connect(&settings).await?;
+            crate::db::migrate(&pool).await?;
+            println!("database is migrated");
+            Ok(())
+        }
+        Command::Token(cmd) => token(settings, cmd).await,
+        Command::Import(cmd) => crate::registry::import::cli::run(settings, cmd).await,
+        Command::Lookup { ip, at, asn } => {
+            let pool = crate::db::connect(&settings).await?;
+            crate::db::migrate(&pool).await?;
+            let table = crate::attribution::load(&pool).await?;
+            let at = at.unwrap_or_else(chrono::Utc::now);
+            let m = table.attribute(ip, at.timestamp_micros(), asn);
+            let answer = crate::attribution::Attribution::from_match(ip, at, asn, m);
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::Bench(cmd) => crate::bench::run(settings, cmd).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let pool = crate::db::connect(&settings).await?;
+    crate::db::migrate(&pool).await?;
+    let app = crate::app::Application::build(settings, pool).await?;
+    tracing::info!(addr = %app.local_addr()?, "varsel is listening");
+    app.run_until(crate::app::shutdown_signal()).await
+}
+
+async fn token(settings: Settings, cmd: TokenCommand) -> anyhow::Result<()> {
+    let pool = crate::db::connect(&settings).await?;
+    crate::db::migrate(&pool).await?;
+    match cmd {
+        TokenCommand::Create { name, scopes } => {
+            let (info, token) = crate::auth::create_client(&pool, &name, &scopes)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let scopes: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
+            println!(
+                "Created API client {} ({}) with scope {}. The token is shown only now:",
+                info.id,
+                info.name,
+                scopes.join(", ")
+            );
+            println!("{}", token.expose());
+        }
+        TokenCommand::List => {
+            let clients = crate::auth::list_clients(&pool)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{:>6}  {:<24} {:<20} {:<25} status",
+                "id", "name", "scopes", "created"
+            );
+            for c in clients {
+                let scopes: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
+                let status = match c.revoked_at {
+                    Some(t) => format!("revoked {}", t.to_rfc3339()),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{:>6}  {:<24} {:<20} {:<25} {status}",
+                    c.id,
+                    c.name,
+                    scopes.join(","),
+                    c.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let found = crate::auth::revoke_client(&pool, id, "cli")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !found {
+                anyhow::bail!("no API client {id}");
+            }
+            println!("API client {id} is revoked");
+        }
+    }
+    Ok(())
+}

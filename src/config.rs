@@ -1,0 +1,127 @@
+//! Service configuration: environment variables (`DATABASE_URL`, `VARSEL_*`)
+//! over an optional TOML file (`VARSEL_CONFIG`), over defaults that work on a
+//! developer machine. Secrets are wrapped so they never print.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A value that must not reach logs: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// PostgreSQL URL; may carry a password, hence secret.
+    pub database_url: Secret,
+    pub listen: SocketAddr,
+    /// `tracing` filter, e.g. `info,varsel=debug`.
+    pub log: String,
+    /// `json` for one JSON object per line, anything else for human text.
+    pub log_format: String,
+    pub db_max_connections: u32,
+    /// Largest JSON body for ordinary API calls, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest ingest body (after decompression), in bytes.
+    pub max_ingest_bytes: u64,
+    /// Requests per minute per API token; 0 disables the limit.
+    pub rate_limit_per_minute: u32,
+    /// Observations older than this many days are dropped (whole monthly
+    /// partitions); 0 keeps everything.
+    pub retention_days: u32,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_seconds: u64,
+    /// Observations per database round in the ingest pipeline.
+    pub ingest_chunk_rows: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: Secret::new("postgres://postgres@127.0.0.1:5432/varsel"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log: "info".to_owned(),
+            log_format: "text".to_owned(),
+            db_max_connections: 16,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_ingest_bytes: 2 * 1024 * 1024 * 1024,
+            rate_limit_per_minute: 600,
+            retention_days: 0,
+            shutdown_grace_seconds: 20,
+            ingest_chunk_rows: 20_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the file named by `VARSEL_CONFIG` (if any), then
+    /// `DATABASE_URL` and `VARSEL_*` variables (`VARSEL_LISTEN`, …).
+    pub fn load() -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = std::env::var_os("VARSEL_CONFIG") {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                anyhow::bail!(
+                    "VARSEL_CONFIG names {}, which is not a file",
+                    path.display()
+                );
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("VARSEL_").ignore(&["CONFIG"]));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.ingest_chunk_rows == 0 || self.ingest_chunk_rows > 65_536 {
+            anyhow::bail!("VARSEL_INGEST_CHUNK_ROWS must be between 1 and 65536");
+        }
+        if self.db_max_connections < 2 {
+            anyhow::bail!("VARSEL_DB_MAX_CONNECTIONS must be at least 2");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings {
+            database_url: Secret::new("postgres://u:hunter2@db/varsel"),
+            ..Settings::default()
+        };
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+}

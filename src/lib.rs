@@ -1,0 +1,24 @@
+//! Varsel: the service a national cyber security centre runs when a mass
+//! vulnerability hits. Scanners push results (`ingest`), every result is
+//! attributed to the organisation owning the address (`registry`,
+//! `attribution`) and folded into findings that live across rescans
+//! (`findings`).
+
+pub mod app;
+pub mod attribution;
+pub mod audit;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod findings;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod telemetry;
