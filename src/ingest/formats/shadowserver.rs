@@ -1,0 +1,587 @@
+//! Shadowserver scan reports (CSV, one report type per file): maps each row
+//! to one observation, deciding exposure / vulnerable / compromised from the
+//! tags and flag columns, and keeps the rest of the row as evidence.
+//!
+//! Real reports are messy (shared/formats/README.md): mixed quoting, rows
+//! shorter than the header, backslash-escaped quotes, `;`- or `,`-separated
+//! tags, placeholder values (`ZZ`, ASN 64512). All are tolerated; a row is
+//! rejected only when it has no usable address or time.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io::BufRead;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::csv_input::{CsvRows, row_as_json};
+use super::fields::{
+    EvidenceBuilder, clip_text, cves_in_text, is_placeholder_asn, is_truthy, normalise_cve,
+    normalise_protocol, parse_ip, parse_port_text, push_cve, quoted, validate_check,
+};
+use super::{InputError, Item, Source};
+use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
+
+/// Check id when the client did not say which report this is.
+const GENERIC_CHECK: &str = "shadowserver";
+const EXCHANGE_PRODUCT: &str = "Microsoft Exchange Server";
+
+/// Columns that become observation fields rather than evidence.
+struct Columns {
+    names: Vec<String>,
+    timestamp: usize,
+    ip: usize,
+    port: Option<usize>,
+    protocol: Option<usize>,
+    hostname: Option<usize>,
+    asn: Option<usize>,
+    tag: Option<usize>,
+    version: Option<usize>,
+    product: Option<usize>,
+}
+
+impl Columns {
+    fn from_header(header: &csv::ByteRecord, line: u64) -> Result<Self, InputError> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+            .collect();
+        let find = |name: &str| names.iter().position(|n| n == name);
+        let required = |name: &str| {
+            find(name).ok_or_else(|| {
+                InputError::malformed(
+                    line,
+                    format!("Shadowserver header has no {name:?} column (required: timestamp, ip)"),
+                )
+            })
+        };
+        Ok(Self {
+            timestamp: required("timestamp")?,
+            ip: required("ip")?,
+            port: find("port"),
+            protocol: find("protocol"),
+            hostname: find("hostname"),
+            asn: find("asn"),
+            tag: find("tag"),
+            version: find("version"),
+            product: find("product"),
+            names,
+        })
+    }
+}
+
+enum State {
+    Start(Option<Box<dyn BufRead + Send>>),
+    // Boxed: the csv reader is large and the enum lives in the iterator.
+    Rows(Box<(CsvRows, Columns)>),
+}
+
+/// [`Source`] for Shadowserver CSV.
+pub(crate) struct ShadowserverSource {
+    state: State,
+    report: Option<String>,
+}
+
+impl ShadowserverSource {
+    pub(crate) fn new(input: Box<dyn BufRead + Send>, report: Option<String>) -> Self {
+        Self {
+            state: State::Start(Some(input)),
+            // The same spelling whether the caller went through from_name
+            // or built the Format itself.
+            report: report.as_deref().and_then(super::normalise_report),
+        }
+    }
+
+    fn check(&self) -> &str {
+        self.report.as_deref().unwrap_or(GENERIC_CHECK)
+    }
+}
+
+impl Source for ShadowserverSource {
+    fn fill(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
+        if let State::Start(input) = &mut self.state {
+            let Some(input) = input.take() else {
+                return Ok(false);
+            };
+            // Every row would fail on it, so a bad report type fails the input.
+            validate_check(self.check()).map_err(|r| {
+                InputError::malformed(1, format!("report type is not a usable check id: {r}"))
+            })?;
+            let configure = |b: &mut csv::ReaderBuilder| {
+                // `\"` inside quotes is a quote (not RFC 4180, but Shadowserver
+                // writes it); `""` keeps working too.
+                b.escape(Some(b'\\')).double_quote(true);
+            };
+            let Some((rows, header, line)) = CsvRows::open(input, configure)? else {
+                return Ok(false);
+            };
+            let columns = Columns::from_header(&header, line)?;
+            self.state = State::Rows(Box::new((rows, columns)));
+        }
+        let check = self.report.as_deref().unwrap_or(GENERIC_CHECK);
+        let State::Rows(reading) = &mut self.state else {
+            return Ok(false);
+        };
+        let (rows, columns) = &mut **reading;
+        let Some((line, record)) = rows.next_row()? else {
+            return Ok(false);
+        };
+        let raw = row_as_json(&columns.names, record);
+        let row = Row { columns, record };
+        out.push_back(match row.observation(check, line, raw) {
+            Ok(obs) => Item::Observation(obs, line),
+            Err(e) => Item::Rejected(e),
+        });
+        Ok(true)
+    }
+}
+
+struct Row<'r> {
+    columns: &'r Columns,
+    record: &'r csv::ByteRecord,
+}
+
+impl Row<'_> {
+    /// The trimmed cell, "" when the row is shorter than the header.
+    fn cell(&self, i: usize) -> Cow<'_, str> {
+        match self.record.get(i) {
+            Some(bytes) => match String::from_utf8_lossy(bytes) {
+                Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+                Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+            },
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    fn opt_cell(&self, i: Option<usize>) -> Cow<'_, str> {
+        i.map_or(Cow::Borrowed(""), |i| self.cell(i))
+    }
+
+    fn observation(&self, check: &str, line: u64, raw: String) -> Result<Observation, LineError> {
+        let c = self.columns;
+        let reject = |field: &str, reason: String| LineError::new(line, Some(field), reason);
+
+        let ip_text = self.cell(c.ip);
+        if ip_text.is_empty() {
+            return Err(reject("ip", "ip is empty".to_owned()));
+        }
+        let ip = parse_ip(&ip_text).map_err(|r| reject("ip", r))?;
+        let observed_at =
+            parse_timestamp(&self.cell(c.timestamp)).map_err(|r| reject("timestamp", r))?;
+        let port_text = self.opt_cell(c.port);
+        let port = if port_text.is_empty() {
+            0
+        } else {
+            parse_port_text(&port_text).map_err(|r| reject("port", r))?
+        };
+        let protocol_text = self.opt_cell(c.protocol);
+        let protocol = if protocol_text.is_empty() {
+            "tcp".to_owned()
+        } else {
+            normalise_protocol(&protocol_text).map_err(|r| reject("protocol", r))?
+        };
+        let hostname = clip_text(self.opt_cell(c.hostname).trim_end_matches('.'));
+        let asn_text = self.opt_cell(c.asn);
+        let asn = asn_text
+            .strip_prefix("AS")
+            .unwrap_or(&asn_text)
+            .parse::<u32>()
+            .ok()
+            .filter(|a| !is_placeholder_asn(*a));
+
+        let verdict = self.verdict();
+        let exchange = check.contains("exchange") || verdict.exchange_tag;
+        let severity = (exchange && verdict.state >= ObservationState::Vulnerable)
+            .then_some(Severity::Critical);
+        let version = clip_text(&self.opt_cell(c.version));
+        let product = clip_text(&self.opt_cell(c.product))
+            .or_else(|| exchange.then(|| EXCHANGE_PRODUCT.to_owned()));
+
+        Ok(Observation {
+            ip,
+            port,
+            protocol,
+            observed_at,
+            check: check.to_owned(),
+            state: verdict.state,
+            cves: verdict.cves,
+            severity,
+            hostname,
+            product,
+            version,
+            asn,
+            evidence: self.evidence(),
+            raw,
+        })
+    }
+
+    /// What the row says about the service: tags first, then flag columns.
+    fn verdict(&self) -> Verdict {
+        let mut v = Verdict {
+            state: ObservationState::Unknown,
+            cves: Vec::new(),
+            exchange_tag: false,
+        };
+        if let Some(tag_col) = self.columns.tag {
+            let tags = self.cell(tag_col);
+            for tag in tags
+                .split([';', ','])
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            {
+                let lower = tag.to_ascii_lowercase();
+                if lower.contains("webshell") {
+                    v.raise(ObservationState::Compromised);
+                }
+                if lower == "exchange" {
+                    v.exchange_tag = true;
+                }
+                if let Some(cve) = normalise_cve(&lower) {
+                    push_cve(&mut v.cves, cve);
+                    v.raise(ObservationState::Vulnerable);
+                }
+            }
+        }
+        for (i, name) in self.columns.names.iter().enumerate() {
+            if Some(i) == self.columns.tag {
+                continue;
+            }
+            let value = self.cell(i);
+            if value.is_empty() {
+                continue;
+            }
+            if (name == "vulnerable" || name.ends_with("_vulnerable")) && is_truthy(&value) {
+                v.raise(ObservationState::Vulnerable);
+                // `cve_2020_0796_vulnerable` names the CVE it is about.
+                for cve in cves_in_text(&name.replace('_', "-")) {
+                    push_cve(&mut v.cves, cve);
+                }
+            } else if (name == "implant" || name.ends_with("_implant")) && is_truthy(&value) {
+                // An implant (e.g. DoublePulsar in scan_smb) is a compromise.
+                v.raise(ObservationState::Compromised);
+            } else if name.starts_with("cve") {
+                let named = cves_in_text(&name.replace('_', "-"));
+                let listed = cves_in_text(&value);
+                if !listed.is_empty() {
+                    for cve in listed {
+                        push_cve(&mut v.cves, cve);
+                    }
+                    v.raise(ObservationState::Vulnerable);
+                } else if !named.is_empty() && is_truthy(&value) {
+                    for cve in named {
+                        push_cve(&mut v.cves, cve);
+                    }
+                    v.raise(ObservationState::Vulnerable);
+                }
+            }
+        }
+        v
+    }
+
+    /// Every non-empty column not already an observation field. Placeholders
+    /// (`ZZ` geo, zero NAICS/SIC) say nothing and are left out, and so is the
+    /// ASN: it is either the observation's or a placeholder.
+    fn evidence(&self) -> Option<String> {
+        let c = self.columns;
+        let consumed = [
+            Some(c.timestamp),
+            Some(c.ip),
+            c.port,
+            c.protocol,
+            c.hostname,
+            c.version,
+            c.product,
+            c.asn,
+        ];
+        let mut ev = EvidenceBuilder::new();
+        for (i, name) in c.names.iter().enumerate() {
+            if consumed.contains(&Some(i)) || name.is_empty() {
+                continue;
+            }
+            let value = self.cell(i);
+            let placeholder = match name.as_str() {
+                "geo" => value.eq_ignore_ascii_case("ZZ"),
+                "naics" | "sic" => value == "0",
+                _ => false,
+            };
+            if !placeholder {
+                ev.str(name, &value);
+            }
+        }
+        ev.finish()
+    }
+}
+
+struct Verdict {
+    state: ObservationState,
+    cves: Vec<String>,
+    exchange_tag: bool,
+}
+
+impl Verdict {
+    fn raise(&mut self, to: ObservationState) {
+        self.state = self.state.max(to);
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC (the documented form); an explicit zone or
+/// fractional seconds, which newer reports carry, are accepted too.
+fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    if s.is_empty() {
+        return Err("timestamp is empty".to_owned());
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(s, f) {
+            return Ok(dt.with_timezone(&Utc));
+        }
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(naive.and_utc());
+        }
+    }
+    Err(format!(
+        "timestamp {} is not a time like 2021-05-14 00:11:30",
+        quoted(s)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Format;
+    use super::super::test_support::{items, observations, rejections, sample, text};
+    use super::*;
+
+    fn format(report: &str) -> Format {
+        Format::Shadowserver {
+            report: Some(report.to_owned()),
+        }
+    }
+
+    #[test]
+    fn exchange_sample() {
+        let items = items(
+            &format("scan_exchange"),
+            sample("shadowserver/scan_exchange.csv"),
+        );
+        assert!(rejections(&items).is_empty(), "{:?}", rejections(&items));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 7);
+        assert!(
+            obs.iter()
+                .all(|o| o.check == "scan_exchange" && o.port == 443)
+        );
+        assert!(obs.iter().all(|o| o.protocol == "tcp"));
+        assert!(
+            obs.iter()
+                .all(|o| o.product.as_deref() == Some(EXCHANGE_PRODUCT))
+        );
+        assert!(obs.iter().all(|o| o.severity == Some(Severity::Critical)));
+
+        let first = obs[0];
+        assert_eq!(first.ip.to_string(), "12.237.1.2");
+        assert_eq!(first.observed_at.to_rfc3339(), "2021-05-14T00:11:30+00:00");
+        assert_eq!(first.state, ObservationState::Vulnerable);
+        assert_eq!(first.cves, vec!["CVE-2021-26855"]);
+        assert_eq!(first.hostname.as_deref(), Some("afs-exch-cas2.xxx.com"));
+        assert_eq!(first.asn, Some(7018));
+        assert_eq!(first.version.as_deref(), Some("15.2.721"));
+        let ev: serde_json::Value =
+            serde_json::from_str(first.evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(ev["servername"], "AFS-EXCH2019");
+        assert_eq!(ev["tag"], "exchange;cve-2021-26855");
+        assert_eq!(
+            ev["sector"],
+            "Communications, Service Provider, and Hosting Service"
+        );
+        assert!(ev.get("ip").is_none() && ev.get("asn").is_none());
+        let raw: serde_json::Value = serde_json::from_str(&first.raw).unwrap();
+        assert_eq!(raw["timestamp"], "2021-05-14 00:11:30");
+        assert_eq!(raw["url"], "");
+
+        let compromised: Vec<_> = obs
+            .iter()
+            .filter(|o| o.state == ObservationState::Compromised)
+            .collect();
+        assert_eq!(compromised.len(), 2);
+        assert_eq!(compromised[0].ip.to_string(), "98.153.3.4");
+        assert!(compromised.iter().all(|o| o.cves.is_empty()));
+        let vulnerable: Vec<_> = obs
+            .iter()
+            .filter(|o| o.state == ObservationState::Vulnerable)
+            .collect();
+        assert_eq!(vulnerable.len(), 5);
+        assert!(vulnerable.iter().all(|o| o.cves == ["CVE-2021-26855"]));
+
+        // Row 6 has no hostname, row 5 no version: absent, not errors.
+        assert_eq!(obs[5].hostname, None);
+        assert_eq!(obs[4].version, None);
+    }
+
+    #[test]
+    fn http_sample_is_exposure_with_protocol_column() {
+        let items = items(&format("scan_http"), sample("shadowserver/scan_http.csv"));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 2);
+        assert!(rejections(&items).is_empty());
+        for o in &obs {
+            assert_eq!(o.check, "scan_http");
+            assert_eq!(o.state, ObservationState::Unknown);
+            assert_eq!(o.port, 8080);
+            assert_eq!(o.protocol, "tcp");
+            assert_eq!(o.severity, None);
+            assert_eq!(o.product, None);
+        }
+        assert_eq!(obs[0].asn, Some(7922));
+        let ev: serde_json::Value =
+            serde_json::from_str(obs[0].evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(ev["server"], "lighttpd");
+        assert_eq!(ev["http_code"], "200");
+        assert_eq!(obs[1].observed_at.to_rfc3339(), "2018-04-19T00:02:26+00:00");
+    }
+
+    #[test]
+    fn smb_sample_with_bare_quoting_and_placeholders() {
+        let items = items(&format("scan_smb"), sample("shadowserver/scan_smb.csv"));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 3);
+        assert_eq!(obs[2].ip.to_string(), "192.168.0.3");
+        assert_eq!(obs[2].hostname.as_deref(), Some("node03.example.com"));
+        assert_eq!(obs[2].port, 445);
+        for o in &obs {
+            assert_eq!(o.state, ObservationState::Unknown);
+            assert_eq!(o.asn, None, "64512 is a placeholder");
+            let ev: serde_json::Value =
+                serde_json::from_str(o.evidence.as_deref().unwrap()).unwrap();
+            assert!(ev.get("geo").is_none(), "ZZ is a placeholder");
+            assert_eq!(ev["smb_version_string"], "SMB 2.1");
+            assert_eq!(ev["smb_implant"], "N");
+        }
+    }
+
+    #[test]
+    fn unknown_report_type_uses_generic_check() {
+        let items = items(
+            &Format::Shadowserver { report: None },
+            sample("shadowserver/scan_smb.csv"),
+        );
+        assert!(
+            observations(&items)
+                .iter()
+                .all(|o| o.check == GENERIC_CHECK)
+        );
+    }
+
+    const HEADER: &str = "\"timestamp\",\"ip\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"sic\",\"sector\",\"version\",\"servername\",\"url\"\n";
+
+    #[test]
+    fn backslash_escaped_quote() {
+        let input = format!(
+            "{HEADER}\"2021-03-10 01:02:03\",\"10.0.0.1\",443,\"mail.example.no\",\"exchange;cve-2021-26855\",2119,\"NO\",\"OSLO\",\"OSLO\",,,,\"15.2.792\",\"EX \\\"main\\\", old\",\"/owa\"\n"
+        );
+        let items = items(&format("scan_exchange"), text(&input));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 1, "{items:?}");
+        let ev: serde_json::Value =
+            serde_json::from_str(obs[0].evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(ev["servername"], "EX \"main\", old");
+        assert_eq!(ev["url"], "/owa");
+        assert_eq!(obs[0].version.as_deref(), Some("15.2.792"));
+    }
+
+    #[test]
+    fn short_row_missing_trailing_values() {
+        let input =
+            format!("{HEADER}\"2021-03-10 01:02:03\",\"10.0.0.2\",443,,\"exchange;webshell\"\n");
+        let items = items(&format("scan_exchange"), text(&input));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 1, "{items:?}");
+        assert_eq!(obs[0].state, ObservationState::Compromised);
+        assert_eq!(obs[0].asn, None);
+        assert_eq!(obs[0].version, None);
+        assert_eq!(obs[0].hostname, None);
+    }
+
+    #[test]
+    fn comma_separated_tags_and_flag_columns() {
+        let input = "timestamp,ip,port,tag,ssl_poodle_vulnerable,cve_2020_0796_vulnerable\n\
+            2021-03-10 01:02:03,10.0.0.3,443,\"exchange,cve-2021-26855,cve-2021-27065\",,\n\
+            2021-03-10 01:02:03,10.0.0.4,443,ssl,Y,\n\
+            2021-03-10 01:02:03,10.0.0.5,445,smb,N,yes\n\
+            2021-03-10 01:02:03,10.0.0.6,443,ssl,N,no\n";
+        let items = items(&format("scan_mixed"), text(input));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 4);
+        assert_eq!(obs[0].state, ObservationState::Vulnerable);
+        assert_eq!(obs[0].cves, vec!["CVE-2021-26855", "CVE-2021-27065"]);
+        assert_eq!(obs[0].severity, Some(Severity::Critical), "exchange tag");
+        assert_eq!(obs[1].state, ObservationState::Vulnerable);
+        assert!(obs[1].cves.is_empty());
+        assert_eq!(obs[2].state, ObservationState::Vulnerable);
+        assert_eq!(obs[2].cves, vec!["CVE-2020-0796"]);
+        assert_eq!(obs[3].state, ObservationState::Unknown);
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_line_and_good_rows_survive() {
+        let input = format!(
+            "{HEADER}\"2021-03-10 01:02:03\",\"999.1.1.1\",443\n\
+             \"2021-03-10 01:02:03\",\"10.0.0.7\",443\n\
+             \"yesterday\",\"10.0.0.8\",443\n\
+             \"2021-03-10 01:02:03\",\"10.0.0.9\",99999\n"
+        );
+        let items = items(&format("scan_exchange"), text(&input));
+        let rej = rejections(&items);
+        assert_eq!(observations(&items).len(), 1);
+        assert_eq!(rej.len(), 3);
+        assert_eq!((rej[0].line, rej[0].field.as_deref()), (2, Some("ip")));
+        assert_eq!(
+            rej[0].reason,
+            "\"999.1.1.1\" is not an IPv4 or IPv6 address"
+        );
+        assert_eq!(
+            (rej[1].line, rej[1].field.as_deref()),
+            (4, Some("timestamp"))
+        );
+        assert_eq!((rej[2].line, rej[2].field.as_deref()), (5, Some("port")));
+    }
+
+    #[test]
+    fn crlf_report_keeps_line_numbers() {
+        let input = format!(
+            "{HEADER}\"2021-03-10 01:02:03\",\"10.0.0.1\",443\n\n\"2021-03-10 01:02:03\",\"10.0.0.x\",443\n"
+        )
+        .replace('\n', "\r\n");
+        let items = items(&format("Scan_Exchange"), text(&input));
+        let rej = rejections(&items);
+        assert_eq!((rej[0].line, rej[0].field.as_deref()), (4, Some("ip")));
+        assert_eq!(observations(&items)[0].check, "scan_exchange");
+    }
+
+    #[test]
+    fn unusable_report_type_is_malformed() {
+        let (_, err) = super::super::test_support::items_until_error(
+            &format("scan exchange"),
+            sample("shadowserver/scan_exchange.csv"),
+        );
+        assert!(
+            matches!(err, Some(InputError::Malformed { line: 1, .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn header_without_ip_is_malformed() {
+        let (items, err) = super::super::test_support::items_until_error(
+            &format("scan_x"),
+            text("timestamp,addr\n2021-03-10 01:02:03,10.0.0.1\n"),
+        );
+        assert!(items.is_empty());
+        match err {
+            Some(InputError::Malformed { line: 1, reason }) => assert!(reason.contains("\"ip\"")),
+            other => panic!("{other:?}"),
+        }
+    }
+}
