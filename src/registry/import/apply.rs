@@ -1,0 +1,613 @@
+//! Makes the database agree with an import [`Snapshot`], incrementally and
+//! in one transaction: rows this importer owns (its channel) are added,
+//! changed (ownership changes end the old row and start a new one) or ended
+//! when they vanished; rows entered by hand are never touched. A failure
+//! anywhere leaves the registry as it was.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+
+use super::snapshot::{ImportedAsn, ImportedNetwork, Rejection, Snapshot};
+
+/// Which importer owns the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Csv,
+    Ripe,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Csv => "csv",
+            Channel::Ripe => "ripe",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub added: u64,
+    pub changed: u64,
+    pub ended: u64,
+    pub unchanged: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ImportSummary {
+    pub organisations: Counts,
+    pub contacts: Counts,
+    pub networks: Counts,
+    pub asns: Counts,
+    pub rejected: Vec<Rejection>,
+    pub dry_run: bool,
+}
+
+struct ExistingOrg {
+    id: i64,
+    name: String,
+    org_number: Option<String>,
+    sector: Option<String>,
+    channel: String,
+}
+
+/// Applies `snapshot` as the complete current state of `channel`'s rows.
+pub async fn apply(
+    pool: &PgPool,
+    snapshot: Snapshot,
+    channel: Channel,
+    dry_run: bool,
+) -> anyhow::Result<ImportSummary> {
+    let mut summary = ImportSummary {
+        rejected: snapshot.rejected.clone(),
+        dry_run,
+        ..ImportSummary::default()
+    };
+    let mut tx = pool.begin().await?;
+    // One import at a time: two would each end the other's rows.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('varsel:registry-import'))")
+        .execute(&mut *tx)
+        .await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *tx)
+        .await?;
+
+    let org_ids = apply_organisations(&mut tx, &snapshot, channel, &mut summary).await?;
+    apply_contacts(&mut tx, &snapshot, channel, &org_ids, &mut summary).await?;
+    apply_networks(
+        &mut tx,
+        &snapshot.networks,
+        channel,
+        &org_ids,
+        now,
+        &mut summary,
+    )
+    .await?;
+    apply_asns(
+        &mut tx,
+        &snapshot.asns,
+        channel,
+        &org_ids,
+        now,
+        &mut summary,
+    )
+    .await?;
+
+    crate::audit::record(
+        &mut tx,
+        &format!("import:{}", channel.as_str()),
+        "registry.import",
+        "registry",
+        serde_json::json!({
+            "organisations": summary.organisations,
+            "contacts": summary.contacts,
+            "networks": summary.networks,
+            "asns": summary.asns,
+            "rejected": summary.rejected.len(),
+        }),
+    )
+    .await?;
+    if dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(summary)
+}
+
+fn reject(summary: &mut ImportSummary, file: &str, reason: String) {
+    summary.rejected.push(Rejection {
+        file: file.to_owned(),
+        line: 0,
+        reason,
+    });
+}
+
+async fn apply_organisations(
+    conn: &mut PgConnection,
+    snapshot: &Snapshot,
+    channel: Channel,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<HashMap<String, i64>> {
+    type Row = (i64, String, String, Option<String>, Option<String>, String);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT id, ref, name, org_number, sector, channel FROM organisations")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut numbers: HashMap<String, String> = HashMap::new();
+    let mut existing: HashMap<String, ExistingOrg> = HashMap::with_capacity(rows.len());
+    for (id, reference, name, org_number, sector, ch) in rows {
+        if let Some(n) = &org_number {
+            numbers.insert(n.clone(), reference.clone());
+        }
+        existing.insert(
+            reference,
+            ExistingOrg {
+                id,
+                name,
+                org_number,
+                sector,
+                channel: ch,
+            },
+        );
+    }
+
+    let mut ids: HashMap<String, i64> = existing.iter().map(|(r, o)| (r.clone(), o.id)).collect();
+    let (mut new_refs, mut new_names, mut new_numbers, mut new_sectors) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut upd_ids, mut upd_names, mut upd_numbers, mut upd_sectors) =
+        (vec![], vec![], vec![], vec![]);
+    for org in &snapshot.organisations {
+        let number = org.org_number.as_ref().map(|n| n.as_str().to_owned());
+        if let Some(n) = &number {
+            if let Some(holder) = numbers.get(n).filter(|holder| **holder != org.reference) {
+                reject(
+                    summary,
+                    "organisations",
+                    format!(
+                        "{}: organisation number {n} is already registered to {holder}",
+                        org.reference
+                    ),
+                );
+                continue;
+            }
+            numbers.insert(n.clone(), org.reference.clone());
+        }
+        match existing.get(&org.reference) {
+            None => {
+                new_refs.push(org.reference.clone());
+                new_names.push(org.name.clone());
+                new_numbers.push(number);
+                new_sectors.push(org.sector.clone());
+            }
+            Some(e) if e.channel == channel.as_str() => {
+                if e.name != org.name || e.org_number != number || e.sector != org.sector {
+                    upd_ids.push(e.id);
+                    upd_names.push(org.name.clone());
+                    upd_numbers.push(number);
+                    upd_sectors.push(org.sector.clone());
+                    summary.organisations.changed += 1;
+                } else {
+                    summary.organisations.unchanged += 1;
+                }
+            }
+            // Entered by hand or owned by another importer: keep as it is.
+            Some(_) => summary.organisations.unchanged += 1,
+        }
+    }
+    if !new_refs.is_empty() {
+        let inserted: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO organisations (ref, name, org_number, sector, channel)
+             SELECT r, n, o, s, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(r, n, o, s)
+             RETURNING id, ref",
+        )
+        .bind(&new_refs)
+        .bind(&new_names)
+        .bind(&new_numbers)
+        .bind(&new_sectors)
+        .bind(channel.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        summary.organisations.added += inserted.len() as u64;
+        ids.extend(inserted.into_iter().map(|(id, r)| (r, id)));
+    }
+    if !upd_ids.is_empty() {
+        sqlx::query(
+            "UPDATE organisations o SET name = u.n, org_number = u.num, sector = u.s
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, n, num, s)
+              WHERE o.id = u.id",
+        )
+        .bind(&upd_ids)
+        .bind(&upd_names)
+        .bind(&upd_numbers)
+        .bind(&upd_sectors)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(ids)
+}
+
+async fn apply_contacts(
+    conn: &mut PgConnection,
+    snapshot: &Snapshot,
+    channel: Channel,
+    org_ids: &HashMap<String, i64>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    type Row = (
+        i64,
+        i64,
+        String,
+        Option<String>,
+        String,
+        String,
+        bool,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, organisation_id, email, name, role, language, enabled, channel FROM contacts",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let existing: HashMap<(i64, String), Row> = rows
+        .into_iter()
+        .map(|r| ((r.1, r.2.to_lowercase()), r))
+        .collect();
+    let mut seen: HashSet<i64> = HashSet::new();
+    let (mut add_org, mut add_email, mut add_name, mut add_role, mut add_lang) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut upd_id, mut upd_name, mut upd_role, mut upd_lang) = (vec![], vec![], vec![], vec![]);
+    let mut queued: HashSet<(i64, String)> = HashSet::new();
+    for org in &snapshot.organisations {
+        let Some(&org_id) = org_ids.get(&org.reference) else {
+            continue;
+        };
+        for c in &org.contacts {
+            let key = (org_id, c.email.as_str().to_lowercase());
+            match existing.get(&key) {
+                None => {
+                    if queued.insert(key) {
+                        add_org.push(org_id);
+                        add_email.push(c.email.as_str().to_owned());
+                        add_name.push(c.name.clone());
+                        add_role.push(c.role.as_str());
+                        add_lang.push(c.language.as_str());
+                    }
+                }
+                Some(row) if row.7 == channel.as_str() => {
+                    seen.insert(row.0);
+                    if row.3 != c.name
+                        || row.4 != c.role.as_str()
+                        || row.5 != c.language.as_str()
+                        || !row.6
+                    {
+                        upd_id.push(row.0);
+                        upd_name.push(c.name.clone());
+                        upd_role.push(c.role.as_str());
+                        upd_lang.push(c.language.as_str());
+                        summary.contacts.changed += 1;
+                    } else {
+                        summary.contacts.unchanged += 1;
+                    }
+                }
+                Some(_) => summary.contacts.unchanged += 1,
+            }
+        }
+    }
+    if !add_org.is_empty() {
+        let n = sqlx::query(
+            "INSERT INTO contacts (organisation_id, email, name, role, language, provenance, channel)
+             SELECT o, e, n, r, l, 'registry', $6
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(o, e, n, r, l)",
+        )
+        .bind(&add_org)
+        .bind(&add_email)
+        .bind(&add_name)
+        .bind(&add_role)
+        .bind(&add_lang)
+        .bind(channel.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        summary.contacts.added += n;
+    }
+    if !upd_id.is_empty() {
+        sqlx::query(
+            "UPDATE contacts c SET name = u.n, role = u.r, language = u.l, enabled = true
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, n, r, l)
+              WHERE c.id = u.id",
+        )
+        .bind(&upd_id)
+        .bind(&upd_name)
+        .bind(&upd_role)
+        .bind(&upd_lang)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Imported contacts that vanished are disabled, not deleted: deliveries
+    // already made to them keep their recipient.
+    let vanished: Vec<i64> = existing
+        .values()
+        .filter(|r| r.7 == channel.as_str() && r.6 && !seen.contains(&r.0))
+        .map(|r| r.0)
+        .collect();
+    if !vanished.is_empty() {
+        summary.contacts.ended +=
+            sqlx::query("UPDATE contacts SET enabled = false WHERE id = ANY($1)")
+                .bind(&vanished)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+    }
+    Ok(())
+}
+
+/// The registry rows one importer owns, keyed by what identifies them
+/// (a CIDR, an ASN), with what a re-import compares.
+struct Owned<K> {
+    id: i64,
+    key: K,
+    organisation_id: i64,
+    source: String,
+    name: Option<String>,
+}
+
+/// A row to insert: key, organisation, source, name, valid from.
+type NewRow<K> = (K, i64, String, Option<String>, Option<DateTime<Utc>>);
+
+/// What to write for one kind of versioned row (networks, ASNs).
+struct Plan<K> {
+    insert: Vec<NewRow<K>>,
+    end: Vec<i64>,
+    rename: Vec<(i64, Option<String>)>,
+}
+
+/// Compares the current owned rows with the imported ones.
+fn plan<K: Clone + Eq + std::hash::Hash>(
+    current: Vec<Owned<K>>,
+    ever: &HashSet<K>,
+    imported: Vec<(K, i64, String, Option<String>)>,
+    now: DateTime<Utc>,
+    counts: &mut Counts,
+) -> Plan<K> {
+    let mut by_key: HashMap<K, Owned<K>> =
+        current.into_iter().map(|o| (o.key.clone(), o)).collect();
+    let mut p = Plan {
+        insert: vec![],
+        end: vec![],
+        rename: vec![],
+    };
+    for (key, org, source, name) in imported {
+        match by_key.remove(&key) {
+            None => {
+                // Never seen: its start is unknown, so since the beginning
+                // of time. Back after a gap: from now.
+                let from = ever.contains(&key).then_some(now);
+                p.insert.push((key, org, source, name, from));
+                counts.added += 1;
+            }
+            Some(old) if old.organisation_id != org || old.source != source => {
+                p.end.push(old.id);
+                p.insert.push((key, org, source, name, Some(now)));
+                counts.changed += 1;
+            }
+            Some(old) if old.name != name => {
+                p.rename.push((old.id, name));
+                counts.changed += 1;
+            }
+            Some(_) => counts.unchanged += 1,
+        }
+    }
+    counts.ended += by_key.len() as u64;
+    p.end.extend(by_key.into_values().map(|o| o.id));
+    p
+}
+
+fn resolve_owner(
+    org_ids: &HashMap<String, i64>,
+    reference: &str,
+    what: &str,
+    summary: &mut ImportSummary,
+) -> Option<i64> {
+    let id = org_ids.get(reference).copied();
+    if id.is_none() {
+        reject(
+            summary,
+            what,
+            format!(
+                "{what} names organisation {reference:?}, which is neither in the import nor registered"
+            ),
+        );
+    }
+    id
+}
+
+async fn apply_networks(
+    conn: &mut PgConnection,
+    networks: &[ImportedNetwork],
+    channel: Channel,
+    org_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    let rows: Vec<(i64, IpNet, i64, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT id, cidr, organisation_id, source, name, valid_to IS NULL FROM networks WHERE channel = $1",
+    )
+    .bind(channel.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let ever: HashSet<IpNet> = rows.iter().map(|r| r.1).collect();
+    let current = rows
+        .into_iter()
+        .filter(|r| r.5)
+        .map(|(id, key, organisation_id, source, name, _)| Owned {
+            id,
+            key,
+            organisation_id,
+            source,
+            name,
+        })
+        .collect();
+    let mut imported = Vec::with_capacity(networks.len());
+    let mut keys = HashSet::new();
+    for n in networks {
+        let Some(org) = resolve_owner(
+            org_ids,
+            &n.organisation_ref,
+            &format!("network {}", n.cidr),
+            summary,
+        ) else {
+            continue;
+        };
+        if !keys.insert(n.cidr) {
+            reject(
+                summary,
+                "networks",
+                format!("network {} appears twice; the first one counts", n.cidr),
+            );
+            continue;
+        }
+        imported.push((n.cidr, org, n.source.as_str().to_owned(), n.name.clone()));
+    }
+    let p = plan(current, &ever, imported, now, &mut summary.networks);
+    end_rows(conn, "networks", &p.end, now).await?;
+    rename_rows(conn, "networks", &p.rename).await?;
+    if !p.insert.is_empty() {
+        let cidrs: Vec<IpNet> = p.insert.iter().map(|r| r.0).collect();
+        let (orgs, sources, names, froms) = columns(&p.insert);
+        sqlx::query(
+            "INSERT INTO networks (cidr, organisation_id, source, name, valid_from, channel)
+             SELECT * , $6 FROM unnest($1::cidr[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])",
+        )
+        .bind(&cidrs)
+        .bind(&orgs)
+        .bind(&sources)
+        .bind(&names)
+        .bind(&froms)
+        .bind(channel.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+type Columns = (
+    Vec<i64>,
+    Vec<String>,
+    Vec<Option<String>>,
+    Vec<Option<DateTime<Utc>>>,
+);
+
+fn columns<K>(rows: &[NewRow<K>]) -> Columns {
+    (
+        rows.iter().map(|r| r.1).collect(),
+        rows.iter().map(|r| r.2.clone()).collect(),
+        rows.iter().map(|r| r.3.clone()).collect(),
+        rows.iter().map(|r| r.4).collect(),
+    )
+}
+
+async fn end_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if !ids.is_empty() {
+        sqlx::query(&format!(
+            "UPDATE {table} SET valid_to = $2 WHERE id = ANY($1)"
+        ))
+        .bind(ids)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn rename_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[(i64, Option<String>)],
+) -> anyhow::Result<()> {
+    if !rows.is_empty() {
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let names: Vec<Option<String>> = rows.iter().map(|r| r.1.clone()).collect();
+        sqlx::query(&format!(
+            "UPDATE {table} t SET name = u.name FROM unnest($1::bigint[], $2::text[]) AS u(id, name) WHERE t.id = u.id"
+        ))
+        .bind(&ids)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_asns(
+    conn: &mut PgConnection,
+    asns: &[ImportedAsn],
+    channel: Channel,
+    org_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    let rows: Vec<(i64, i64, i64, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT id, asn, organisation_id, source, name, valid_to IS NULL FROM asns WHERE channel = $1",
+    )
+    .bind(channel.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let ever: HashSet<i64> = rows.iter().map(|r| r.1).collect();
+    let current = rows
+        .into_iter()
+        .filter(|r| r.5)
+        .map(|(id, key, organisation_id, source, name, _)| Owned {
+            id,
+            key,
+            organisation_id,
+            source,
+            name,
+        })
+        .collect();
+    let mut imported = Vec::with_capacity(asns.len());
+    let mut keys = HashSet::new();
+    for a in asns {
+        let Some(org) = resolve_owner(
+            org_ids,
+            &a.organisation_ref,
+            &format!("AS{}", a.asn),
+            summary,
+        ) else {
+            continue;
+        };
+        if !keys.insert(a.asn) {
+            continue;
+        }
+        imported.push((i64::from(a.asn), org, "registry".to_owned(), a.name.clone()));
+    }
+    let p = plan(current, &ever, imported, now, &mut summary.asns);
+    end_rows(conn, "asns", &p.end, now).await?;
+    rename_rows(conn, "asns", &p.rename).await?;
+    if !p.insert.is_empty() {
+        let numbers: Vec<i64> = p.insert.iter().map(|r| r.0).collect();
+        let (orgs, sources, names, froms) = columns(&p.insert);
+        sqlx::query(
+            "INSERT INTO asns (asn, organisation_id, source, name, valid_from, channel)
+             SELECT *, $6 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])",
+        )
+        .bind(&numbers)
+        .bind(&orgs)
+        .bind(&sources)
+        .bind(&names)
+        .bind(&froms)
+        .bind(channel.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Test harness: a fresh database per test, the real application on a free
+//! port, HTTP through reqwest, and the `varsel` binary for CLI tests.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::OnceLock;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use varsel::auth::Scope;
+use varsel::config::{Secret, Settings};
+
+pub struct TestApp {
+    pub base: String,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+    pub ingest: String,
+    pub read: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/varsel".to_owned())
+}
+
+/// Drops test databases left by earlier runs (older than an hour), once per
+/// test process.
+async fn sweep_old_databases(admin: &mut sqlx::PgConnection) {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    if SWEPT.set(()).is_err() {
+        return;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'varsel_test_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let created = name
+            .strip_prefix("varsel_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<i64>().ok());
+        if created.is_some_and(|t| now - t > 3600) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// A fresh, migrated database; returns its URL.
+pub async fn fresh_database() -> String {
+    let base: PgConnectOptions = server_url().parse().expect("DATABASE_URL");
+    let mut admin = base
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .expect("connect to PostgreSQL");
+    sweep_old_databases(&mut admin).await;
+    let name = format!(
+        "varsel_test_{}_{}",
+        chrono::Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    base.database(&name).to_url_lossy().to_string()
+}
+
+pub fn settings_for(database_url: &str) -> Settings {
+    Settings {
+        database_url: Secret::new(database_url),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        db_max_connections: 8,
+        rate_limit_per_minute: 0,
+        shutdown_grace_seconds: 2,
+        ingest_chunk_rows: 1000,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database_url = fresh_database().await;
+    let mut settings = settings_for(&database_url);
+    adjust(&mut settings);
+    spawn_on(settings).await
+}
+
+/// Another instance sharing `app`'s database.
+pub async fn spawn_second_instance(app: &TestApp) -> TestApp {
+    let settings = settings_for(&app.database_url);
+    let mut second = spawn_on(settings).await;
+    second.admin = app.admin.clone();
+    second.ingest = app.ingest.clone();
+    second.read = app.read.clone();
+    second
+}
+
+async fn spawn_on(settings: Settings) -> TestApp {
+    // Server-side errors show in the output of a failing test.
+    varsel::telemetry::init("warn", "text");
+    let database_url = settings.database_url.expose().to_owned();
+    let pool = varsel::db::connect(&settings).await.expect("connect");
+    varsel::db::migrate(&pool).await.expect("migrate");
+    let app = varsel::app::Application::build(settings, pool.clone())
+        .await
+        .expect("build app");
+    let addr = app.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let token = |name: &'static str, scope: Scope| {
+        let pool = pool.clone();
+        async move {
+            let (_, token) = varsel::auth::create_client(&pool, name, &[scope])
+                .await
+                .expect("token");
+            token.expose().to_owned()
+        }
+    };
+    TestApp {
+        base: format!("http://{addr}"),
+        admin: token("test-admin", Scope::Admin).await,
+        ingest: token("test-scanner", Scope::Ingest).await,
+        read: token("test-reader", Scope::Read).await,
+        pool,
+        database_url,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+    }
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.request(Method::GET, path, token)).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        send(self.request(Method::POST, path, token).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        send(self.request(Method::PATCH, path, token).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        send(self.request(Method::DELETE, path, token)).await
+    }
+
+    /// Pushes a body in a format, as a scanner would.
+    pub async fn push(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        send(
+            self.request(Method::POST, path, &self.ingest)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// Registers an organisation with networks; returns its id.
+    pub async fn organisation(&self, reference: &str, cidrs: &[&str]) -> i64 {
+        let (status, org) = self
+            .post(
+                "/api/v1/organisations",
+                &self.admin,
+                serde_json::json!({ "ref": reference, "name": format!("{reference} AS") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{org}");
+        let id = org["id"].as_i64().expect("id");
+        for cidr in cidrs {
+            let (status, body) = self
+                .post(
+                    &format!("/api/v1/organisations/{id}/networks"),
+                    &self.admin,
+                    serde_json::json!({ "cidr": cidr }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        id
+    }
+
+    /// Runs the `varsel` binary against this app's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_varsel"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("VARSEL_LOG", "warn")
+            .output()
+            .expect("run varsel")
+    }
+}
+
+pub async fn send(request: RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// `../shared` beside the checkout (CI lays it there too).
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("VARSEL_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")),
+    }
+}
+
+pub fn sample(path: &str) -> PathBuf {
+    shared_dir().join("formats").join(path)
+}
+
+/// A small generated data set (gen_dataset.py), made once per test process.
+pub fn small_dataset() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("varsel-ds-{}", std::process::id()));
+        let status = std::process::Command::new("python3")
+            .arg(shared_dir().join("bench/gen_dataset.py"))
+            .arg(&dir)
+            .args(["--orgs", "400", "--observations", "3000"])
+            .status()
+            .expect("run gen_dataset.py");
+        assert!(status.success(), "gen_dataset.py failed");
+        dir
+    })
+    .clone()
+}

@@ -1,0 +1,249 @@
+use std::io::Write;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, sample, spawn_app};
+
+fn import(app: &TestApp, args: &[&str]) -> Value {
+    let mut all = vec!["import"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = app.cli(&all);
+    assert!(
+        out.status.success(),
+        "varsel {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+async fn owner(app: &TestApp, ip: &str, at: Option<&str>) -> Value {
+    let path = match at {
+        Some(at) => format!("/api/v1/lookup?ip={ip}&at={at}"),
+        None => format!("/api/v1/lookup?ip={ip}"),
+    };
+    let (status, r) = app.get(&path, &app.read).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    r["organisation"]["ref"].clone()
+}
+
+#[tokio::test]
+async fn ripe_sample_import_then_incremental_reimport() {
+    let app = spawn_app().await;
+    let file = sample("ripe/ripe_constructed_no.txt");
+    let s = import(&app, &["ripe", "--country", "NO", file.to_str().unwrap()]);
+    assert_eq!(s["organisations"]["added"], 3, "{s}");
+    // 198.18.0.0/15, 198.18.4.0/23 + 198.18.6.0/24 (one inetnum range that is
+    // not one CIDR), 198.18.9.64/26, two IPv6 prefixes; the SE range is skipped.
+    assert_eq!(s["networks"]["added"], 6, "{s}");
+    assert_eq!(s["asns"]["added"], 1, "{s}");
+
+    assert_eq!(owner(&app, "198.18.6.5", None).await, "ORG-EXA1-RIPE");
+    assert_eq!(owner(&app, "198.18.4.1", None).await, "ORG-EXA1-RIPE");
+    assert_eq!(owner(&app, "198.18.7.1", None).await, "ORG-FJN1-RIPE");
+    // An inetnum without org: is owned by its abuse-c role.
+    assert_eq!(owner(&app, "198.18.9.70", None).await, "EKAB1-RIPE");
+    assert_eq!(
+        owner(&app, "2001:db8:4000:12ff::1", None).await,
+        "ORG-EXA1-RIPE"
+    );
+    assert_eq!(owner(&app, "2001:db8:5000::1", None).await, "ORG-FJN1-RIPE");
+    assert_eq!(owner(&app, "203.0.113.1", None).await, Value::Null);
+
+    let (_, orgs) = app
+        .get("/api/v1/organisations?ref=ORG-EXA1-RIPE", &app.read)
+        .await;
+    let exa = orgs["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(orgs["items"][0]["name"], "Eksempel Kommune");
+    let (_, contacts) = app
+        .get(&format!("/api/v1/organisations/{exa}/contacts"), &app.read)
+        .await;
+    assert_eq!(contacts[0]["email"], "abuse@eksempel-kommune.example.no");
+    assert_eq!(contacts[0]["role"], "abuse");
+    assert_eq!(contacts[0]["provenance"], "registry");
+
+    // An analyst's own entries, which no import may touch.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/organisations/{exa}/contacts"),
+            &app.admin,
+            serde_json::json!({ "email": "soc@eksempel-kommune.example.no", "role": "security", "language": "nb" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.organisation("HAND-ENTERED", &["198.18.200.0/24"]).await;
+
+    // Re-importing the same file changes nothing.
+    let again = import(&app, &["ripe", "--country", "NO", file.to_str().unwrap()]);
+    for kind in ["organisations", "networks", "asns", "contacts"] {
+        assert_eq!(again[kind]["added"], 0, "{kind}: {again}");
+        assert_eq!(again[kind]["changed"], 0, "{kind}: {again}");
+        assert_eq!(again[kind]["ended"], 0, "{kind}: {again}");
+    }
+
+    // The registry changes: the abuse-only range now belongs to Fjordnett,
+    // the municipality's IPv6 assignment is gone.
+    let before_change = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let changed = text.replace(
+        "netname:        NO-ABUSEC-ONLY\n",
+        "netname:        NO-ABUSEC-ONLY\norg:            ORG-FJN1-RIPE\n",
+    );
+    let v6_start = changed
+        .find("inet6num:       2001:db8:4000:1200::/56")
+        .unwrap();
+    let v6_end = v6_start + changed[v6_start..].find("\n\n").unwrap() + 2;
+    let changed = format!("{}{}", &changed[..v6_start], &changed[v6_end..]);
+    // …and arrives gzipped this time.
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("ripe.db.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(changed.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let third = import(&app, &["ripe", "--country", "NO", gz.to_str().unwrap()]);
+    assert_eq!(third["networks"]["changed"], 1, "{third}");
+    assert_eq!(third["networks"]["ended"], 1, "{third}");
+    assert_eq!(third["networks"]["added"], 0, "{third}");
+
+    assert_eq!(owner(&app, "198.18.9.70", None).await, "ORG-FJN1-RIPE");
+    let at = before_change.replace('+', "%2B");
+    assert_eq!(
+        owner(&app, "198.18.9.70", Some(&at)).await,
+        "EKAB1-RIPE",
+        "history is kept"
+    );
+    assert_eq!(
+        owner(&app, "2001:db8:4000:12ff::1", None).await,
+        "ORG-FJN1-RIPE"
+    );
+    assert_eq!(
+        owner(&app, "2001:db8:4000:12ff::1", Some(&at)).await,
+        "ORG-EXA1-RIPE"
+    );
+
+    // The hand-entered network and contact are untouched.
+    assert_eq!(owner(&app, "198.18.200.1", None).await, "HAND-ENTERED");
+    let (_, contacts) = app
+        .get(&format!("/api/v1/organisations/{exa}/contacts"), &app.read)
+        .await;
+    assert!(
+        contacts
+            .to_string()
+            .contains("soc@eksempel-kommune.example.no")
+    );
+}
+
+#[tokio::test]
+async fn ripe_objects_without_an_owner_are_rejected_with_their_line() {
+    let app = spawn_app().await;
+    let file = sample("ripe/ripe_objects_irrd2018_sample.txt");
+    let s = import(&app, &["ripe", "--country", "IT", file.to_str().unwrap()]);
+    assert_eq!(s["networks"]["added"], 0, "{s}");
+    let rejected = s["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{s}");
+    assert_eq!(rejected[0]["line"], 1);
+    assert!(
+        rejected[0]["reason"].as_str().unwrap().contains("owner"),
+        "{s}"
+    );
+    let roles = sample("ripe/ripe_role_sample.txt");
+    let s = import(&app, &["ripe", "--country", "NO", roles.to_str().unwrap()]);
+    assert_eq!(s["organisations"]["added"], 0, "{s}");
+}
+
+#[tokio::test]
+async fn a_bad_file_leaves_the_registry_as_it_was() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let orgs = dir.path().join("orgs.csv");
+    let nets = dir.path().join("nets.csv");
+    std::fs::write(
+        &orgs,
+        "ref,name,org_number\nA,Alpha,974760673\nB,Beta,974760674\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &nets,
+        "cidr,organisation_ref,source\n192.0.2.0/24,A,registry\n192.0.2.1/24,A,registry\n",
+    )
+    .unwrap();
+    let s = import(
+        &app,
+        &[
+            "csv",
+            "--organisations",
+            orgs.to_str().unwrap(),
+            "--networks",
+            nets.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["organisations"]["added"], 1, "{s}");
+    assert_eq!(s["networks"]["added"], 1, "{s}");
+    let reasons: Vec<String> = s["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{}:{} {}", r["file"], r["line"], r["reason"]))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains(":3 ") && r.contains("mod-11")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains(":3 ") && r.contains("host bits")),
+        "{reasons:?}"
+    );
+
+    // A networks file without its required column fails whole.
+    std::fs::write(&nets, "network,organisation_ref\n198.51.100.0/24,A\n").unwrap();
+    let out = app.cli(&[
+        "import",
+        "csv",
+        "--organisations",
+        orgs.to_str().unwrap(),
+        "--networks",
+        nets.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cidr"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM networks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+
+    // Dry run stores nothing.
+    std::fs::write(&nets, "cidr,organisation_ref\n198.51.100.0/24,A\n").unwrap();
+    let s = import(
+        &app,
+        &[
+            "csv",
+            "--organisations",
+            orgs.to_str().unwrap(),
+            "--networks",
+            nets.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(s["networks"]["added"], 1);
+    assert_eq!(s["networks"]["ended"], 1);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM networks WHERE valid_to IS NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    assert_eq!(owner(&app, "192.0.2.9", None).await, "A");
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real service on a free port, a fresh database per
+//! test, driven over HTTP and through the `varsel` binary.
+
+mod attribution;
+mod auth;
+mod health;
+mod helpers;
+mod import;
+mod ingest;
+mod registry;
