@@ -1,12 +1,113 @@
-//! Benchmarks run as `varsel bench …` on a data set from gen_dataset.py.
+//! Benchmarks, run as `varsel bench …` on a data set made by
+//! `gen_dataset.py` (see BENCHMARKS.md). Each makes its own database
+//! (`<name>_bench`) on the configured server, dropped and recreated per run.
 
+mod attribution;
+mod ingest;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Subcommand;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// In-process longest-prefix attribution on one core, and the bulk
+    /// lookup endpoint end to end.
+    Attribution {
+        /// Folder with organisations.csv, networks.csv, observations.ndjson, truth.csv.
+        #[arg(long)]
+        data: PathBuf,
+        /// Addresses per bulk lookup request.
+        #[arg(long, default_value_t = 100_000)]
+        batch: usize,
+    },
+    /// Pushes observations.ndjson through the HTTP API into a `varsel serve`
+    /// child process, twice (scan and rescan), and compares with a bare COPY.
+    Ingest {
+        #[arg(long)]
+        data: PathBuf,
+        /// Lines per request.
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
+    },
+}
 
-pub async fn run(_settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {}
+pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Attribution { data, batch } => attribution::run(settings, &data, batch).await,
+        BenchCommand::Ingest { data, batch } => ingest::run(settings, &data, batch).await,
+    }
+}
+
+/// A fresh bench database; returns its settings and pool.
+async fn fresh_database(settings: &Settings, suffix: &str) -> anyhow::Result<(Settings, PgPool)> {
+    let base: PgConnectOptions = settings.database_url.expose().parse()?;
+    let name = format!("{}_{suffix}", base.get_database().unwrap_or("varsel"));
+    let mut admin = base.clone().database("postgres").connect().await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let url = base.database(&name).to_url_lossy().to_string();
+    let settings = Settings {
+        database_url: Secret::new(url),
+        ..settings.clone()
+    };
+    let pool = crate::db::connect(&settings).await?;
+    crate::db::migrate(&pool).await?;
+    Ok((settings, pool))
+}
+
+/// Imports the data set's registry CSVs.
+async fn import_registry(pool: &PgPool, data: &Path) -> anyhow::Result<()> {
+    let open = |name: &str| -> anyhow::Result<(String, Box<dyn std::io::Read + Send>)> {
+        let path = data.join(name);
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((name.to_owned(), Box::new(std::io::BufReader::new(file))))
+    };
+    let (orgs, nets) = (open("organisations.csv")?, open("networks.csv")?);
+    let snapshot = tokio::task::spawn_blocking(move || {
+        crate::registry::import::csv_files::read_csv(orgs, nets)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = crate::registry::import::apply::apply(
+        pool,
+        snapshot,
+        crate::registry::import::apply::Channel::Csv,
+        false,
+    )
+    .await?;
+    println!(
+        "registry: {} organisations, {} networks imported ({} rejected)",
+        summary.organisations.added,
+        summary.networks.added,
+        summary.rejected.len()
+    );
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
 }

@@ -1,10 +1,95 @@
 //! Late attribution: when the registry learns an owner, findings that were
-//! unattributed (the triage queue) get one, and say so in their history.
+//! unattributed (the triage queue) get one, as of when they were first
+//! seen, and say so in their history.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 
 use crate::app::AppState;
+use crate::attribution::Attributor;
+use crate::attribution::table::Match;
+
+/// Attributes what the current registry can; returns how many findings got
+/// an owner.
+pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> anyhow::Result<u64> {
+    let table = attributor.current(pool).await?;
+    let rows: Vec<(i64, IpAddr, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, ip, first_seen, asn FROM findings WHERE organisation_id IS NULL AND current",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut ids = Vec::new();
+    let mut orgs = Vec::new();
+    let mut networks = Vec::new();
+    let mut kinds = Vec::new();
+    let mut reasons = Vec::new();
+    for (id, ip, first_seen, asn) in rows {
+        let asn32 = asn.and_then(|a| u32::try_from(a).ok());
+        let m = table.attribute(ip, first_seen.timestamp_micros(), asn32);
+        let (org, network, reason) = match m {
+            Match::Network(n) => (
+                n.organisation_id,
+                Some(n.network_id),
+                format!(
+                    "registry now has {} ({}) for {ip}, owned by {}",
+                    n.cidr, n.source, n.organisation_ref
+                ),
+            ),
+            Match::Asn(a) => (
+                a.organisation_id,
+                None,
+                format!(
+                    "registry now has AS{} for {ip}, owned by {}",
+                    a.asn, a.organisation_ref
+                ),
+            ),
+            Match::None => continue,
+        };
+        ids.push(id);
+        orgs.push(org);
+        networks.push(network);
+        kinds.push(m.kind());
+        reasons.push(reason);
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin().await?;
+    let updated: Vec<i64> = sqlx::query_scalar(
+        "UPDATE findings f SET organisation_id = u.org, network_id = u.network, attribution = u.kind, updated_at = now()
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS u(id, org, network, kind)
+          WHERE f.id = u.id AND f.organisation_id IS NULL
+         RETURNING f.id",
+    )
+    .bind(&ids)
+    .bind(&orgs)
+    .bind(&networks)
+    .bind(&kinds)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO finding_events (finding_id, at, kind, reason)
+         SELECT u.id, now(), 'attributed', u.reason FROM unnest($1::bigint[], $2::text[]) AS u(id, reason)
+          WHERE u.id = ANY($3)",
+    )
+    .bind(&ids)
+    .bind(&reasons)
+    .bind(&updated)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(updated.len() as u64)
+}
 
 /// Called after a registry change has committed. Failures are logged, not
-/// returned: the change itself succeeded, and the next change retries.
+/// returned: the change itself succeeded, and the next change (or import)
+/// tries again.
 pub async fn after_registry_change(state: &AppState) {
-    let _ = state;
+    match attribute_unattributed(&state.pool, &state.attributor).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(findings = n, "unattributed findings got an owner"),
+        Err(e) => tracing::warn!(error = ?e, "attributing the triage queue failed"),
+    }
 }

@@ -1,7 +1,11 @@
-//! Ingestion: scan runs and observations pushed by scanners in many formats,
-//! parsed, attributed, stored and folded into findings.
+//! Ingestion: scan runs and observations pushed by scanners in many formats
+//! ([`formats`]), attributed, stored ([`store`]) and folded into findings,
+//! by the [`pipeline`]; the HTTP edge is [`routes`].
 
 pub mod formats;
+pub mod idempotency;
 pub mod observation;
+pub mod pipeline;
 pub mod routes;
+pub mod scans;
 pub mod store;

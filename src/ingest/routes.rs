@@ -1,9 +1,400 @@
-//! Ingest API.
+//! Ingest API (scope `ingest`): scan runs, batches of observations in any
+//! supported format, and one-shot observation pushes. Every POST honours
+//! `Idempotency-Key`.
 
-use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use sha2::Digest;
 
+use super::formats::Format;
+use super::idempotency::{self, IdempotencyKey, JsonAnswer};
+use super::pipeline::{self, BodySpec, IngestSummary, RunRules};
+use super::scans::{self, FinishScanRun, NewScanRun, ScanRun};
 use crate::app::AppState;
+use crate::auth::{Client, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::http::QueryParams;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/scans", post(create_scan))
+        .route("/api/v1/scans/{id}", get(show_scan))
+        .route("/api/v1/scans/{id}/observations", post(push_to_scan))
+        .route("/api/v1/scans/{id}/finish", post(finish_scan))
+        .route("/api/v1/observations", post(push))
+        // Ingest bodies are streamed with their own limit (`max_ingest_bytes`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Reads a small JSON body (within `max_body_bytes`) for hashing and parsing.
+async fn small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, state.settings.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "request body larger than {} bytes",
+                state.settings.max_body_bytes
+            ))
+        })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}").map_err(|e| ApiError::BadRequest(e.to_string()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            ApiError::invalid(path, inner.to_string())
+        } else {
+            ApiError::BadRequest(format!("request body is not valid: {inner}"))
+        }
+    })
+}
+
+fn path_and_query(req_uri: &axum::http::Uri) -> String {
+    req_uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req_uri.path().to_owned())
+}
+
+/// Runs `work` in a transaction unless the key already has an answer;
+/// stores the answer with the work.
+async fn idempotent_json<F>(
+    state: &AppState,
+    key: Option<IdempotencyKey>,
+    body: &[u8],
+    work: F,
+) -> ApiResult<Response>
+where
+    F: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> ApiResult<JsonAnswer>,
+{
+    let hash = key.as_ref().map(|k| {
+        let mut h = k.request_hasher();
+        h.update(body);
+        h.finalize().to_vec()
+    });
+    if let (Some(key), Some(hash)) = (&key, &hash) {
+        let mut conn = state.pool.acquire().await?;
+        if let Some(stored) = idempotency::find(&mut conn, key).await? {
+            return stored.replay(hash);
+        }
+    }
+    let mut tx = state.pool.begin().await?;
+    let answer = work(&mut tx).await?;
+    if let (Some(key), Some(hash)) = (&key, &hash) {
+        if !idempotency::save(
+            &mut tx,
+            key,
+            hash,
+            answer.status,
+            &answer.body,
+            "application/json",
+        )
+        .await?
+        {
+            // A concurrent request with the same key got there first.
+            tx.rollback().await?;
+            return replay_after_race(state, key, hash).await;
+        }
+    }
+    tx.commit().await?;
+    Ok(answer.into_response())
+}
+
+async fn replay_after_race(
+    state: &AppState,
+    key: &IdempotencyKey,
+    hash: &[u8],
+) -> ApiResult<Response> {
+    let mut conn = state.pool.acquire().await?;
+    match idempotency::find(&mut conn, key).await? {
+        Some(stored) => stored.replay(hash),
+        None => Err(ApiError::Conflict(
+            "Idempotency-Key is being used by another request; retry".to_owned(),
+        )),
+    }
+}
+
+/// Open a scan run.
+#[utoipa::path(post, path = "/api/v1/scans", tag = "ingest", request_body = NewScanRun,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = ScanRun), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn create_scan(
+    State(state): State<AppState>,
+    client: Client,
+    req: Request,
+) -> ApiResult<Response> {
+    client.require(Scope::Ingest)?;
+    let key =
+        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
+    let body = small_body(&state, req.into_body()).await?;
+    let new: NewScanRun = parse_json(&body)?;
+    idempotent_json(&state, key, &body, async |conn| {
+        let run = scans::create(conn, client.id, new).await?;
+        JsonAnswer::new(StatusCode::CREATED, &run)
+    })
+    .await
+}
+
+/// A scan run with its counts.
+#[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "ingest", params(("id" = i64, Path)),
+    responses((status = 200, body = ScanRun), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn show_scan(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ScanRun>> {
+    if !client.has(Scope::Read) && !client.has(Scope::Ingest) {
+        return Err(ApiError::Forbidden("read"));
+    }
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(scans::fetch(&mut conn, id, false).await?))
+}
+
+fn own_run(client: &Client, run: &ScanRun) -> ApiResult<()> {
+    if run.client_id == Some(client.id) || client.has(Scope::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("admin"))
+    }
+}
+
+/// Finish a scan run; with a scope, resolves the open findings of its checks
+/// inside the scope that it did not see.
+#[utoipa::path(post, path = "/api/v1/scans/{id}/finish", tag = "ingest", request_body = FinishScanRun,
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ScanRun), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn finish_scan(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<i64>,
+    req: Request,
+) -> ApiResult<Response> {
+    client.require(Scope::Ingest)?;
+    let key =
+        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
+    let body = small_body(&state, req.into_body()).await?;
+    let finish: FinishScanRun = parse_json(&body)?;
+    idempotent_json(&state, key, &body, async |conn| {
+        let run = scans::fetch(conn, id, true).await?;
+        own_run(&client, &run)?;
+        let finished_at = finish.finished_at.unwrap_or_else(Utc::now);
+        let run = scans::finish(conn, &run, finished_at).await?;
+        JsonAnswer::new(StatusCode::OK, &run)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PushQuery {
+    /// `canonical` (JSON array or NDJSON), `csv`, `shadowserver`, `nuclei`,
+    /// `nmap` or `masscan`; default from Content-Type.
+    pub format: Option<String>,
+    /// Shadowserver report type, e.g. `scan_exchange`.
+    pub report: Option<String>,
+    /// The uploaded file's name (Shadowserver report type is read from it).
+    pub filename: Option<String>,
+    /// `true`: store nothing if any line is rejected. Default `false`: store
+    /// the valid lines and report the rejected ones.
+    #[serde(default)]
+    pub atomic: bool,
+}
+
+fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
+    let report = q.report.clone().or_else(|| {
+        q.filename
+            .as_deref()
+            .and_then(Format::shadowserver_report_from_filename)
+    });
+    if let Some(name) = &q.format {
+        return Format::from_name(name, report.as_deref()).ok_or_else(|| {
+            ApiError::invalid(
+                "format",
+                format!("unknown format {name:?}; use canonical, ndjson, json, csv, shadowserver, nuclei, nmap or masscan"),
+            )
+        });
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if report.is_some() && content_type.starts_with("text/csv") {
+        return Ok(Format::Shadowserver { report });
+    }
+    Format::from_content_type(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "cannot tell the format from Content-Type {content_type:?}; send application/x-ndjson, \
+             application/json, text/csv or application/xml, or name it with ?format="
+        ))
+    })
+}
+
+fn body_spec(state: &AppState, q: &PushQuery, req: Request) -> ApiResult<BodySpec> {
+    let headers = req.headers();
+    let format = choose_format(q, headers)?;
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        None | Some("identity") => false,
+        Some(e) if e.eq_ignore_ascii_case("gzip") => true,
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding {other:?} is not supported; use gzip or none"
+            )));
+        }
+    };
+    let limit = state.settings.max_ingest_bytes;
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if length > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body larger than {limit} bytes"
+            )));
+        }
+    }
+    Ok(BodySpec {
+        body: req.into_body(),
+        gzip,
+        format,
+        limit,
+    })
+}
+
+async fn push_observations(
+    state: AppState,
+    client: Client,
+    run: Option<ScanRun>,
+    q: PushQuery,
+    req: Request,
+) -> ApiResult<Response> {
+    let key =
+        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
+    let spec = body_spec(&state, &q, req)?;
+    let hasher = key
+        .as_ref()
+        .map(IdempotencyKey::request_hasher)
+        .unwrap_or_default();
+    if let Some(key) = &key {
+        let stored = {
+            let mut conn = state.pool.acquire().await?;
+            idempotency::find(&mut conn, key).await?
+        };
+        if let Some(stored) = stored {
+            let hash = pipeline::hash_only(spec, hasher).await?;
+            return stored.replay(&hash);
+        }
+    }
+    let rules = match &run {
+        Some(run) => RunRules {
+            scan_run_id: Some(run.id),
+            checks: run.checks.clone(),
+            scope: run.scope.clone(),
+        },
+        None => RunRules::default(),
+    };
+    let mut tx = state.pool.begin().await?;
+    if let Some(run) = &run {
+        // Holds off a concurrent finish until this batch is in.
+        let locked = scans::fetch(&mut tx, run.id, true).await?;
+        if locked.finished_at.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "scan run {} is finished",
+                run.id
+            )));
+        }
+    }
+    let (summary, hash) = pipeline::ingest(&state, &mut tx, spec, rules, hasher).await?;
+    if q.atomic && summary.rejected > 0 {
+        tx.rollback().await?;
+        return Err(ApiError::Rejected {
+            rejected: summary.rejected,
+            errors: summary.errors,
+        });
+    }
+    let answer = JsonAnswer::new(StatusCode::OK, &summary)?;
+    if let Some(key) = &key {
+        if !idempotency::save(
+            &mut tx,
+            key,
+            &hash,
+            answer.status,
+            &answer.body,
+            "application/json",
+        )
+        .await?
+        {
+            tx.rollback().await?;
+            return replay_after_race(&state, key, &hash).await;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(
+        accepted = summary.accepted,
+        rejected = summary.rejected,
+        scan_run = ?summary.scan_run_id,
+        "observations ingested"
+    );
+    Ok(answer.into_response())
+}
+
+/// Add a batch of observations to a scan run. The body is streamed (any
+/// size up to the configured limit, gzip allowed) and stored in one
+/// transaction: completely, or not at all.
+#[utoipa::path(post, path = "/api/v1/scans/{id}/observations", tag = "ingest",
+    params(("id" = i64, Path), PushQuery, ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
+    responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
+              (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn push_to_scan(
+    State(state): State<AppState>,
+    client: Client,
+    Path(id): Path<i64>,
+    QueryParams(q): QueryParams<PushQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    client.require(Scope::Ingest)?;
+    let run = {
+        let mut conn = state.pool.acquire().await?;
+        scans::fetch(&mut conn, id, false).await?
+    };
+    own_run(&client, &run)?;
+    if run.finished_at.is_some() {
+        return Err(ApiError::Conflict(format!("scan run {id} is finished")));
+    }
+    push_observations(state, client, Some(run), q, req).await
+}
+
+/// Push observations without managing a scan run.
+#[utoipa::path(post, path = "/api/v1/observations", tag = "ingest",
+    params(PushQuery, ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
+    responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
+              (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn push(
+    State(state): State<AppState>,
+    client: Client,
+    QueryParams(q): QueryParams<PushQuery>,
+    req: Request,
+) -> ApiResult<Response> {
+    client.require(Scope::Ingest)?;
+    push_observations(state, client, None, q, req).await
 }

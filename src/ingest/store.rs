@@ -1,8 +1,277 @@
-//! Storing observations.
+//! Storing observations: monthly partitions created on demand, ids handed
+//! out in blocks, rows written with `COPY` (the fastest way into
+//! PostgreSQL), and retention by dropping whole partitions.
 
-pub async fn drop_expired_partitions(
-    _pool: &sqlx::PgPool,
-    _days: u32,
-) -> anyhow::Result<Vec<String>> {
-    Ok(Vec::new())
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use super::observation::Observation;
+
+/// Rows per id block; a chunk never holds more (see migrations).
+pub const ID_BLOCK: usize = 65_536;
+
+/// The months this instance knows have a partition.
+#[derive(Default)]
+pub struct Partitions {
+    known: Mutex<HashSet<(i32, u32)>>,
+}
+
+fn month_start(year: i32, month: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, month, 1)
+}
+
+fn next_month(year: i32, month: u32) -> (i32, u32) {
+    if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    }
+}
+
+fn partition_name(year: i32, month: u32) -> String {
+    format!("observations_y{year:04}m{month:02}")
+}
+
+impl Partitions {
+    /// Makes sure a partition exists for every month in `times`. Runs on
+    /// its own connection, outside the ingest transaction: the table is
+    /// created alone and then attached, which needs only a SHARE UPDATE
+    /// EXCLUSIVE lock on the parent and so never waits for ingest
+    /// transactions that are writing to it.
+    pub async fn ensure(
+        &self,
+        pool: &PgPool,
+        times: impl Iterator<Item = DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
+        let wanted: HashSet<(i32, u32)> = times.map(|t| (t.year(), t.month())).collect();
+        let missing: Vec<(i32, u32)> = {
+            let known = self
+                .known
+                .lock()
+                .map_err(|_| anyhow::anyhow!("partition cache poisoned"))?;
+            wanted.into_iter().filter(|m| !known.contains(m)).collect()
+        };
+        for (year, month) in missing {
+            create_partition(pool, year, month).await?;
+            self.known
+                .lock()
+                .map_err(|_| anyhow::anyhow!("partition cache poisoned"))?
+                .insert((year, month));
+        }
+        Ok(())
+    }
+}
+
+async fn create_partition(pool: &PgPool, year: i32, month: u32) -> anyhow::Result<()> {
+    let name = partition_name(year, month);
+    let (ny, nm) = next_month(year, month);
+    let (Some(from), Some(to)) = (month_start(year, month), month_start(ny, nm)) else {
+        anyhow::bail!("no such month {year}-{month}");
+    };
+    let mut tx = pool.begin().await?;
+    // One creator at a time across all instances.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('varsel:observation-partitions'))")
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                         WHERE i.inhparent = 'observations'::regclass AND c.relname = $1)",
+    )
+    .bind(&name)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists {
+        sqlx::query(&format!(
+            "CREATE TABLE IF NOT EXISTS {name} (LIKE observations INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "ALTER TABLE observations ATTACH PARTITION {name}
+               FOR VALUES FROM ('{from}T00:00:00Z') TO ('{to}T00:00:00Z')"
+        ))
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("attaching partition {name}"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Drops monthly partitions whose whole month is older than `days` days.
+pub async fn drop_expired_partitions(pool: &PgPool, days: u32) -> anyhow::Result<Vec<String>> {
+    let cutoff = Utc::now() - chrono::Duration::days(i64::from(days));
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'observations'::regclass ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut dropped = Vec::new();
+    for name in names {
+        let Some((y, m)) = name
+            .strip_prefix("observations_y")
+            .and_then(|s| s.split_once('m'))
+            .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u32>().ok()?)))
+        else {
+            continue;
+        };
+        let (ny, nm) = next_month(y, m);
+        let Some(end) = month_start(ny, nm).and_then(|d| d.and_hms_opt(0, 0, 0)) else {
+            continue;
+        };
+        if end.and_utc() <= cutoff {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                .execute(pool)
+                .await?;
+            dropped.push(name);
+        }
+    }
+    Ok(dropped)
+}
+
+/// The first id of a fresh block of [`ID_BLOCK`] observation ids.
+pub async fn reserve_ids(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT nextval('observation_id_blocks')")
+        .fetch_one(conn)
+        .await
+}
+
+/// One observation as stored, with what ingest learnt about it.
+pub struct StoredObservation<'a> {
+    pub id: i64,
+    pub scan_run_id: Option<i64>,
+    pub finding_id: Option<i64>,
+    pub organisation_id: Option<i64>,
+    pub network_id: Option<i64>,
+    pub attribution: &'static str,
+    pub observation: &'a Observation,
+}
+
+/// Appends `s` to a COPY text-format field: backslash, tab, newline and
+/// carriage return escaped; NUL (which PostgreSQL text cannot hold)
+/// replaced.
+fn push_text(buf: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            '\0' => buf.push('\u{FFFD}'),
+            c => buf.push(c),
+        }
+    }
+}
+
+fn push_opt_text(buf: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_text(buf, s),
+        None => buf.push_str("\\N"),
+    }
+}
+
+fn push_opt_int(buf: &mut String, v: Option<i64>) {
+    match v {
+        Some(v) => {
+            let _ = write!(buf, "{v}");
+        }
+        None => buf.push_str("\\N"),
+    }
+}
+
+const COPY_COLUMNS: &str = "(id, observed_at, scan_run_id, finding_id, ip, port, protocol, \
+     check_id, state, cves, severity, hostname, product, version, asn, evidence, raw, organisation_id, \
+     network_id, attribution)";
+
+/// Writes the rows into `observations` with one COPY.
+pub async fn copy_observations(
+    conn: &mut PgConnection,
+    rows: &[StoredObservation<'_>],
+) -> anyhow::Result<()> {
+    copy_rows(conn, "observations", rows).await
+}
+
+/// Writes the rows into `table` (with the observations' columns) with one
+/// COPY, streaming ~1 MiB at a time.
+pub async fn copy_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[StoredObservation<'_>],
+) -> anyhow::Result<()> {
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} {COPY_COLUMNS} FROM STDIN"))
+        .await?;
+    let mut buf = String::with_capacity(1 << 20);
+    for r in rows {
+        let o = r.observation;
+        let _ = write!(
+            buf,
+            "{}\t{}\t",
+            r.id,
+            o.observed_at.format("%Y-%m-%d %H:%M:%S%.6f+00")
+        );
+        push_opt_int(&mut buf, r.scan_run_id);
+        buf.push('\t');
+        push_opt_int(&mut buf, r.finding_id);
+        let _ = write!(buf, "\t{}\t{}\t", o.ip, o.port);
+        push_text(&mut buf, &o.protocol);
+        buf.push('\t');
+        push_text(&mut buf, &o.check);
+        buf.push('\t');
+        buf.push_str(o.state.as_str());
+        buf.push_str("\t{");
+        for (i, cve) in o.cves.iter().enumerate() {
+            if i > 0 {
+                buf.push(',');
+            }
+            // CVE ids are [A-Z0-9-]: no quoting needed inside the array.
+            push_text(&mut buf, cve);
+        }
+        buf.push_str("}\t");
+        push_opt_text(&mut buf, o.severity.map(|s| s.as_str()));
+        buf.push('\t');
+        push_opt_text(&mut buf, o.hostname.as_deref());
+        buf.push('\t');
+        push_opt_text(&mut buf, o.product.as_deref());
+        buf.push('\t');
+        push_opt_text(&mut buf, o.version.as_deref());
+        buf.push('\t');
+        push_opt_int(&mut buf, o.asn.map(i64::from));
+        buf.push('\t');
+        push_opt_text(&mut buf, o.evidence.as_deref());
+        buf.push('\t');
+        push_text(&mut buf, &o.raw);
+        buf.push('\t');
+        push_opt_int(&mut buf, r.organisation_id);
+        buf.push('\t');
+        push_opt_int(&mut buf, r.network_id);
+        buf.push('\t');
+        buf.push_str(r.attribution);
+        buf.push('\n');
+        if buf.len() >= 1 << 20 {
+            copy.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.as_bytes()).await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_text_escapes() {
+        let mut b = String::new();
+        super::push_text(&mut b, "a\tb\\c\nd\re\0");
+        assert_eq!(b, "a\\tb\\\\c\\nd\\re\u{FFFD}");
+    }
 }

@@ -1,0 +1,594 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, sample, spawn_app, spawn_app_with};
+
+const NDJSON: &str = "application/x-ndjson";
+
+fn line(ip: &str, at: &str, state: &str) -> String {
+    json!({ "ip": ip, "port": 443, "observed_at": at, "check": "exchange-proxylogon", "state": state,
+            "cves": ["CVE-2021-26855"], "severity": "critical" })
+    .to_string()
+}
+
+async fn push_lines(app: &TestApp, lines: &[String]) -> Value {
+    let (status, body) = app
+        .push("/api/v1/observations", NDJSON, lines.join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn findings(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, page) = app
+        .get(&format!("/api/v1/findings?{query}"), &app.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn history(app: &TestApp, id: &Value) -> Vec<String> {
+    let (_, detail) = app.get(&format!("/api/v1/findings/{id}"), &app.read).await;
+    detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn count(app: &TestApp, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_shared_sample_format_is_ingested() {
+    let app = spawn_app().await;
+    app.organisation("US-EXCHANGE", &["12.237.1.0/24"]).await;
+    let cases: [(&str, &str, &str, u64); 9] = [
+        (
+            "shadowserver/scan_exchange.csv",
+            "text/csv",
+            "format=shadowserver&filename=2021-03-10-scan_exchange-no.csv",
+            7,
+        ),
+        (
+            "shadowserver/scan_http.csv",
+            "text/csv",
+            "format=shadowserver&report=scan_http",
+            2,
+        ),
+        (
+            "shadowserver/scan_smb.csv",
+            "text/csv",
+            "format=shadowserver&report=scan_smb",
+            3,
+        ),
+        (
+            "nuclei/nuclei_sample_legacy_v2.jsonl",
+            NDJSON,
+            "format=nuclei",
+            0,
+        ),
+        ("nuclei/nuclei_sample_v3.jsonl", NDJSON, "format=nuclei", 2),
+        ("nmap/nmap_sample.xml", "application/xml", "format=nmap", 0),
+        (
+            "masscan/masscan_sample.json",
+            "application/json",
+            "format=masscan",
+            0,
+        ),
+        (
+            "masscan/masscan_sample.list",
+            "text/plain",
+            "format=masscan",
+            0,
+        ),
+        (
+            "shadowserver/scan_exchange.csv",
+            "text/csv",
+            "format=shadowserver&report=scan_exchange",
+            7,
+        ),
+    ];
+    for (file, content_type, query, expected) in cases {
+        let body = std::fs::read(sample(file)).unwrap();
+        let (status, r) = app
+            .push(&format!("/api/v1/observations?{query}"), content_type, body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{file}: {r}");
+        let accepted = r["accepted"].as_u64().unwrap();
+        if expected > 0 {
+            assert_eq!(accepted, expected, "{file}: {r}");
+        } else {
+            assert!(accepted > 0, "{file}: {r}");
+        }
+    }
+    // The Exchange report: web shells are compromises; attribution at work.
+    let exchange = findings(&app, "check=scan_exchange&limit=100").await;
+    assert_eq!(
+        exchange.len(),
+        7,
+        "a second push of the same report adds no findings"
+    );
+    let compromised = exchange
+        .iter()
+        .filter(|f| f["state"] == "compromised")
+        .count();
+    assert_eq!(compromised, 2);
+    let attributed: Vec<&Value> = exchange
+        .iter()
+        .filter(|f| f["organisation_ref"] == "US-EXCHANGE")
+        .collect();
+    assert_eq!(attributed.len(), 1);
+    assert_eq!(attributed[0]["ip"], "12.237.1.2");
+    assert_eq!(attributed[0]["cves"], json!(["CVE-2021-26855"]));
+}
+
+#[tokio::test]
+async fn bad_lines_are_reported_with_line_field_and_reason() {
+    let app = spawn_app().await;
+    let big = "x".repeat(20_000);
+    let body = [
+        line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+        line("999.1.1.1", "2021-03-05T10:00:00Z", "vulnerable"),
+        line("192.0.2.3", "2021-03-05T10:00:00", "vulnerable"),
+        line("192.0.2.4", "2021-03-05T10:00:00Z", "broken"),
+        json!({ "ip": "192.0.2.5", "observed_at": "2021-03-05T10:00:00Z", "check": "c", "evidence": { "blob": big } }).to_string(),
+        "{not json".to_owned(),
+        line("192.0.2.7", "2030-03-05T10:00:00Z", "vulnerable"),
+    ];
+    let (status, atomic) = app
+        .push("/api/v1/observations?atomic=true", NDJSON, body.join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{atomic}");
+    assert_eq!(atomic["errors"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        count(&app, "observations").await,
+        0,
+        "atomic: nothing stored"
+    );
+
+    let r = push_lines(&app, &body).await;
+    assert_eq!(r["accepted"], 1);
+    assert_eq!(r["rejected"], 6);
+    let errors = r["errors"].as_array().unwrap();
+    let by_line = |n: u64| {
+        errors
+            .iter()
+            .find(|e| e["line"] == n)
+            .unwrap_or_else(|| panic!("no error for line {n}: {r}"))
+    };
+    assert_eq!(by_line(2)["field"], "ip");
+    assert_eq!(by_line(3)["field"], "observed_at");
+    assert!(
+        by_line(3)["reason"].as_str().unwrap().contains("zone"),
+        "{r}"
+    );
+    assert_eq!(by_line(4)["field"], "state");
+    assert_eq!(by_line(5)["field"], "evidence");
+    assert!(by_line(6)["reason"].as_str().is_some());
+    assert_eq!(by_line(7)["field"], "observed_at");
+    assert_eq!(count(&app, "observations").await, 1);
+}
+
+#[tokio::test]
+async fn a_retried_request_changes_nothing() {
+    let app = spawn_app().await;
+    let body = [
+        line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+        line("192.0.2.2", "2021-03-05T10:00:00Z", "vulnerable"),
+    ]
+    .join("\n");
+    let send = |body: String| {
+        app.request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+            .header("content-type", NDJSON)
+            .header("idempotency-key", "batch-0001")
+            .body(body)
+            .send()
+    };
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    let again = send(body.clone()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(count(&app, "observations").await, 2);
+    assert_eq!(count(&app, "findings").await, 2);
+
+    let other = send(line("192.0.2.9", "2021-03-05T10:00:00Z", "vulnerable"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(count(&app, "observations").await, 2);
+
+    // Same for opening a scan run.
+    let open = |key: &'static str| {
+        app.request(reqwest::Method::POST, "/api/v1/scans", &app.ingest)
+            .header("idempotency-key", key)
+            .json(&json!({ "scanner": "s1", "checks": ["exchange-proxylogon"] }))
+            .send()
+    };
+    let a: Value = open("run-1").await.unwrap().json().await.unwrap();
+    let b: Value = open("run-1").await.unwrap().json().await.unwrap();
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(count(&app, "scan_runs").await, 1);
+}
+
+#[tokio::test]
+async fn a_body_cut_off_mid_stream_stores_nothing() {
+    let app = spawn_app().await;
+    let good: String = (0..3000)
+        .map(|i| {
+            line(
+                &format!("10.{}.{}.1", i / 250, i % 250),
+                "2021-03-05T10:00:00Z",
+                "vulnerable",
+            ) + "\n"
+        })
+        .collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(good.into_bytes()),
+        Ok(b"{\"ip\": \"10.99.0.1\", \"observed_at\": \"2021-03-05T1".to_vec()),
+        Err(std::io::Error::other("client went away")),
+    ];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let result = app
+        .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+        .header("content-type", NDJSON)
+        .body(body)
+        .send()
+        .await;
+    if let Ok(response) = result {
+        assert!(
+            !response.status().is_success(),
+            "a broken body must not succeed"
+        );
+    }
+    // The server notices the broken body and rolls back.
+    for _ in 0..100 {
+        let busy: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&app, "observations").await, 0);
+    assert_eq!(count(&app, "findings").await, 0);
+}
+
+#[tokio::test]
+async fn gzip_bodies_and_size_limits() {
+    use std::io::Write;
+    let app = spawn_app_with(|s| s.max_ingest_bytes = 10_000).await;
+    let body = line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(body.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+        .header("content-type", NDJSON)
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["accepted"], 1);
+
+    let big: String = (0..200).map(|_| body.clone() + "\n").collect();
+    let (status, problem) = app.push("/api/v1/observations", NDJSON, big.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    // Also when the size only shows after decompression.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(big.as_bytes()).unwrap();
+    let r = app
+        .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+        .header("content-type", NDJSON)
+        .header("content-encoding", "gzip")
+        .body(enc.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(count(&app, "observations").await, 1);
+
+    let (status, problem) = app
+        .push("/api/v1/observations", "application/pdf", "x")
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{problem}");
+}
+
+#[tokio::test]
+async fn lifecycle_resolve_reopen_new_late_escalate() {
+    let app = spawn_app().await;
+    let ip = "192.0.2.10";
+    push_lines(&app, &[line(ip, "2021-03-05T10:00:00Z", "vulnerable")]).await;
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["status"], "open");
+    let id = f[0]["id"].clone();
+
+    // Escalation: signs of compromise.
+    let r = push_lines(&app, &[line(ip, "2021-03-06T10:00:00Z", "compromised")]).await;
+    assert_eq!(r["findings"]["escalated"], 1, "{r}");
+    // Resolved by a not_vulnerable observation.
+    push_lines(&app, &[line(ip, "2021-03-07T10:00:00Z", "not_vulnerable")]).await;
+    let f = findings(&app, "").await;
+    assert_eq!(f[0]["status"], "resolved");
+    assert_eq!(f[0]["worst_state"], "compromised");
+    // A late vulnerable observation (older than last_seen) does not reopen.
+    push_lines(&app, &[line(ip, "2021-03-05T12:00:00Z", "vulnerable")]).await;
+    assert_eq!(findings(&app, "").await[0]["status"], "resolved");
+    // Seen again within 90 days: reopened, same finding.
+    push_lines(&app, &[line(ip, "2021-04-01T10:00:00Z", "vulnerable")]).await;
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["id"], id);
+    assert_eq!(f[0]["status"], "open");
+    push_lines(&app, &[line(ip, "2021-04-02T10:00:00Z", "not_vulnerable")]).await;
+    // Seen again after more than 90 days: a new finding.
+    push_lines(&app, &[line(ip, "2021-08-01T10:00:00Z", "vulnerable")]).await;
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 1, "only the current finding by default");
+    assert_ne!(f[0]["id"], id);
+    assert_eq!(findings(&app, "include_superseded=true").await.len(), 2);
+
+    assert_eq!(
+        history(&app, &id).await,
+        ["opened", "escalated", "resolved", "reopened", "resolved"]
+    );
+    let (_, detail) = app.get(&format!("/api/v1/findings/{id}"), &app.read).await;
+    assert_eq!(detail["observations"].as_array().unwrap().len(), 6);
+    assert!(
+        detail["observations"][0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains(ip)
+    );
+}
+
+#[tokio::test]
+async fn a_finished_scoped_run_resolves_what_it_did_not_see() {
+    let app = spawn_app().await;
+    push_lines(
+        &app,
+        &[
+            line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+            line("192.0.2.2", "2021-03-05T10:00:00Z", "vulnerable"),
+            line("198.51.100.1", "2021-03-05T10:00:00Z", "vulnerable"),
+        ],
+    )
+    .await;
+    let (status, run) = app
+        .post(
+            "/api/v1/scans",
+            &app.ingest,
+            json!({ "scanner": "rescan", "checks": ["exchange-proxylogon"], "scope": ["192.0.2.0/24"], "started_at": "2021-03-08T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let (status, r) = app
+        .push(&format!("/api/v1/scans/{id}/observations"), NDJSON, [
+            line("192.0.2.1", "2021-03-08T01:00:00Z", "vulnerable"),
+            line("203.0.113.1", "2021-03-08T01:00:00Z", "vulnerable"),
+            json!({ "ip": "192.0.2.1", "observed_at": "2021-03-08T01:00:00Z", "check": "other-check" }).to_string(),
+        ].join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["accepted"], 1, "{r}");
+    let fields: Vec<&str> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["ip", "check"], "{r}");
+
+    let (status, finished) = app
+        .post(
+            &format!("/api/v1/scans/{id}/finish"),
+            &app.ingest,
+            json!({ "finished_at": "2021-03-08T02:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{finished}");
+    assert_eq!(finished["findings_resolved"], 1);
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/scans/{id}/finish"),
+            &app.ingest,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = app
+        .push(
+            &format!("/api/v1/scans/{id}/observations"),
+            NDJSON,
+            line("192.0.2.1", "2021-03-08T01:00:00Z", "vulnerable"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let open: Vec<String> = findings(&app, "status=open")
+        .await
+        .iter()
+        .map(|f| f["ip"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        open,
+        ["192.0.2.1", "198.51.100.1"],
+        "outside the scope stays open"
+    );
+    let resolved = findings(&app, "status=resolved").await;
+    assert_eq!(resolved[0]["ip"], "192.0.2.2");
+    let (_, detail) = app
+        .get(
+            &format!("/api/v1/findings/{}", resolved[0]["id"]),
+            &app.read,
+        )
+        .await;
+    assert!(
+        detail["history"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("scan run {id}"))
+    );
+
+    let (_, scan) = app.get(&format!("/api/v1/scans/{id}"), &app.read).await;
+    assert_eq!(scan["observations_accepted"], 1);
+    assert_eq!(scan["observations_rejected"], 2);
+}
+
+#[tokio::test]
+async fn attribution_is_at_observation_time_and_the_triage_queue_empties() {
+    let app = spawn_app().await;
+    let a = app.organisation("A", &["192.0.2.0/24"]).await;
+    let b = app.organisation("B", &[]).await;
+    let (_, nets) = app
+        .get(&format!("/api/v1/organisations/{a}/networks"), &app.read)
+        .await;
+    app.patch(
+        &format!("/api/v1/networks/{}", nets[0]["id"]),
+        &app.admin,
+        json!({ "organisation_id": b }),
+    )
+    .await;
+    // Just after the change (which the registry timed to the microsecond).
+    let now = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    push_lines(
+        &app,
+        &[
+            line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+            line("192.0.2.2", &now, "vulnerable"),
+            line("203.0.113.5", "2021-03-05T10:00:00Z", "vulnerable"),
+        ],
+    )
+    .await;
+    let old = findings(&app, "cidr=192.0.2.1/32").await;
+    assert_eq!(
+        old[0]["organisation_ref"], "A",
+        "owner when it was observed"
+    );
+    let new = findings(&app, "cidr=192.0.2.2/32").await;
+    assert_eq!(new[0]["organisation_ref"], "B");
+    assert_eq!(
+        findings(&app, &format!("organisation_id={b}")).await.len(),
+        1
+    );
+    let (status, org_findings) = app
+        .get(&format!("/api/v1/organisations/{a}/findings"), &app.read)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(org_findings["items"].as_array().unwrap().len(), 1);
+
+    let triage = findings(&app, "unattributed=true").await;
+    assert_eq!(triage.len(), 1);
+    assert_eq!(triage[0]["ip"], "203.0.113.5");
+    assert_eq!(triage[0]["attribution"], "none");
+
+    app.organisation("LATE", &["203.0.113.0/24"]).await;
+    assert!(findings(&app, "unattributed=true").await.is_empty());
+    let f = findings(&app, "cidr=203.0.113.0/24").await;
+    assert_eq!(f[0]["organisation_ref"], "LATE");
+    assert_eq!(history(&app, &f[0]["id"]).await, ["opened", "attributed"]);
+}
+
+#[tokio::test]
+async fn findings_read_api_filters_pages_and_formats() {
+    let app = spawn_app().await;
+    let lines: Vec<String> = (1..=5)
+        .map(|i| {
+            line(
+                &format!("192.0.2.{i}"),
+                "2021-03-05T10:00:00Z",
+                "vulnerable",
+            )
+        })
+        .collect();
+    push_lines(&app, &lines).await;
+    push_lines(&app, &[json!({ "ip": "192.0.2.9", "port": 3389, "observed_at": "2021-03-05T10:00:00Z", "check": "rdp-open" }).to_string()]).await;
+
+    let (_, page1) = app
+        .get(
+            "/api/v1/findings?check=exchange-proxylogon&limit=2",
+            &app.read,
+        )
+        .await;
+    assert_eq!(page1["items"].as_array().unwrap().len(), 2);
+    let cursor = page1["next_cursor"].as_str().unwrap().to_owned();
+    let (_, page2) = app
+        .get(
+            &format!("/api/v1/findings?check=exchange-proxylogon&limit=2&cursor={cursor}"),
+            &app.read,
+        )
+        .await;
+    assert_ne!(page1["items"][0]["id"], page2["items"][0]["id"]);
+    let (_, last) = app
+        .get(
+            "/api/v1/findings?check=exchange-proxylogon&limit=5",
+            &app.read,
+        )
+        .await;
+    assert!(last.get("next_cursor").is_none());
+
+    assert_eq!(findings(&app, "cve=cve-2021-26855").await.len(), 5);
+    assert_eq!(findings(&app, "cidr=192.0.2.8/29").await.len(), 1);
+    assert_eq!(findings(&app, "since=2021-03-06T00:00:00Z").await.len(), 0);
+    let (status, problem) = app.get("/api/v1/findings?status=maybe", &app.read).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["field"], "status");
+
+    let csv = app
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/findings?format=csv",
+            &app.read,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.unwrap();
+    assert!(
+        text.starts_with("id,ip,port,protocol,check,status"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 7);
+    let nd = app
+        .request(reqwest::Method::GET, "/api/v1/findings", &app.read)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(nd.lines().count(), 6);
+    assert!(nd.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()));
+
+    let (_, summary) = app.get("/api/v1/findings/summary", &app.read).await;
+    let rows = summary.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["check"] == "exchange-proxylogon"
+        && r["status"] == "open"
+        && r["findings"] == 5));
+    let (status, _) = app.get("/api/v1/findings", &app.ingest).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
