@@ -38,13 +38,16 @@ CREATE TABLE organisations (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ref         text NOT NULL CONSTRAINT organisations_ref_key UNIQUE CHECK (length(ref) BETWEEN 1 AND 100),
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 300),
-    org_number  text CONSTRAINT organisations_org_number_key UNIQUE CHECK (org_number ~ '^[0-9]{9}$'),
+    -- Not unique: one legal entity may be registered as several
+    -- organisations (a municipality's departments, each with its networks).
+    org_number  text CHECK (org_number ~ '^[0-9]{9}$'),
     sector      text,
     notes       text,
     channel     registry_channel NOT NULL DEFAULT 'api',
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX organisations_org_number_idx ON organisations (org_number);
 CREATE TRIGGER organisations_updated_at BEFORE UPDATE ON organisations
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 

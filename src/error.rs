@@ -42,6 +42,11 @@ pub enum ApiError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database chose this request as the victim of a deadlock with a
+    /// concurrent one (or a serialization failure): nothing was stored and
+    /// a retry will succeed.
+    #[error("this request collided with a concurrent one and was rolled back; retry it")]
+    Contention,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -101,6 +106,11 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            Contention => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "contention",
+                "Concurrent request conflict",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -154,6 +164,7 @@ impl IntoResponse for ApiError {
         };
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Contention => Some(1),
             _ => None,
         };
         let (field, errors) = match self {
@@ -185,6 +196,12 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if let Some(db) = e.as_database_error() {
+            // deadlock_detected, serialization_failure: the transaction is
+            // gone and a retry succeeds.
+            if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) {
+                tracing::warn!(error = %db, "transaction rolled back by contention");
+                return ApiError::Contention;
+            }
             if let Some(message) = db.constraint().and_then(constraint_message) {
                 return if db.is_unique_violation() {
                     ApiError::Conflict(message.to_owned())
@@ -201,9 +218,6 @@ impl From<sqlx::Error> for ApiError {
 fn constraint_message(name: &str) -> Option<&'static str> {
     Some(match name {
         "organisations_ref_key" => "an organisation with this ref already exists",
-        "organisations_org_number_key" => {
-            "an organisation with this organisation number already exists"
-        }
         "contacts_organisation_email_key" => {
             "this organisation already has a contact with this e-mail"
         }

@@ -64,7 +64,14 @@ async fn start_server(settings: &Settings) -> anyhow::Result<Server> {
         .env("DATABASE_URL", settings.database_url.expose())
         .env("VARSEL_LISTEN", format!("127.0.0.1:{port}"))
         .env("VARSEL_RATE_LIMIT_PER_MINUTE", "0")
-        .env("VARSEL_LOG", "warn")
+        .env(
+            "VARSEL_INGEST_CHUNK_ROWS",
+            settings.ingest_chunk_rows.to_string(),
+        )
+        .env(
+            "VARSEL_LOG",
+            std::env::var("VARSEL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .env_remove("VARSEL_CONFIG")
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -83,32 +90,56 @@ async fn start_server(settings: &Settings) -> anyhow::Result<Server> {
     anyhow::bail!("varsel serve did not become ready")
 }
 
+/// Pushes every body, `parallel` requests in flight at a time.
 async fn push_all(
     http: &reqwest::Client,
     base: &str,
     token: &str,
     bodies: &[Vec<u8>],
+    parallel: usize,
+    round: &str,
 ) -> anyhow::Result<(f64, u64, u64)> {
+    use futures_util::StreamExt;
     let started = Instant::now();
+    let results: Vec<anyhow::Result<crate::ingest::pipeline::IngestSummary>> =
+        futures_util::stream::iter(bodies.iter().enumerate().map(|(i, body)| async move {
+            // As a careful scanner would: an idempotency key per batch, and a
+            // retry when the server asks for one (503 + Retry-After).
+            loop {
+                let response = http
+                    .post(format!("{base}/api/v1/observations"))
+                    .bearer_auth(token)
+                    .header("content-type", "application/x-ndjson")
+                    .header("idempotency-key", format!("bench-{round}-{i}"))
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    eprintln!("batch {i}: server asked for a retry");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                return Ok(response.error_for_status()?.json().await?);
+            }
+        }))
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
     let (mut accepted, mut rejected) = (0, 0);
-    for body in bodies {
-        let r: crate::ingest::pipeline::IngestSummary = http
-            .post(format!("{base}/api/v1/observations"))
-            .bearer_auth(token)
-            .header("content-type", "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+    for r in results {
+        let r = r?;
         accepted += r.accepted;
         rejected += r.rejected;
     }
     Ok((started.elapsed().as_secs_f64(), accepted, rejected))
 }
 
-pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    data: &Path,
+    batch: usize,
+    parallel: usize,
+) -> anyhow::Result<()> {
     println!("machine: {}", super::machine());
     let (settings, pool) = super::fresh_database(&settings, "bench_ingest").await?;
     super::import_registry(&pool, data).await?;
@@ -136,8 +167,15 @@ pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Resul
         })
     };
     let http = reqwest::Client::new();
-    let (first, accepted, rejected) =
-        push_all(&http, &server.base, token.expose(), &bodies).await?;
+    let (first, accepted, rejected) = push_all(
+        &http,
+        &server.base,
+        token.expose(),
+        &bodies,
+        parallel,
+        "scan",
+    )
+    .await?;
     let findings: i64 = sqlx::query_scalar("SELECT count(*) FROM findings")
         .fetch_one(&pool)
         .await?;
@@ -145,7 +183,16 @@ pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Resul
         "scan:   {accepted} accepted, {rejected} rejected in {first:.2} s = {:.0} observations/s; {findings} findings",
         accepted as f64 / first
     );
-    let (second, accepted2, _) = push_all(&http, &server.base, token.expose(), &bodies).await?;
+    // The rescan is new requests: other idempotency keys.
+    let (second, accepted2, _) = push_all(
+        &http,
+        &server.base,
+        token.expose(),
+        &bodies,
+        parallel,
+        "rescan",
+    )
+    .await?;
     let findings2: i64 = sqlx::query_scalar("SELECT count(*) FROM findings")
         .fetch_one(&pool)
         .await?;

@@ -34,13 +34,31 @@ pub enum BenchCommand {
         /// Lines per request.
         #[arg(long, default_value_t = 50_000)]
         batch: usize,
+        /// Requests in flight at once (one client, several connections).
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Observations per database round in the server
+        /// (VARSEL_INGEST_CHUNK_ROWS).
+        #[arg(long, default_value_t = 20_000)]
+        chunk_rows: usize,
     },
 }
 
 pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Attribution { data, batch } => attribution::run(settings, &data, batch).await,
-        BenchCommand::Ingest { data, batch } => ingest::run(settings, &data, batch).await,
+        BenchCommand::Ingest {
+            data,
+            batch,
+            parallel,
+            chunk_rows,
+        } => {
+            let settings = Settings {
+                ingest_chunk_rows: chunk_rows,
+                ..settings
+            };
+            ingest::run(settings, &data, batch, parallel).await
+        }
     }
 }
 

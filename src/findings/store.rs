@@ -1,8 +1,8 @@
 //! Reading and writing findings and their history in bulk, inside the
 //! caller's transaction: lock the current findings of a set of keys, insert
-//! new ones, update changed ones, append events. Set-based (arrays through
-//! `unnest`), so a chunk of tens of thousands of observations costs a
-//! handful of round trips.
+//! new ones and append events (COPY), update changed ones (arrays through
+//! `unnest`). A chunk of tens of thousands of observations costs a handful
+//! of round trips.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::fold::{Event, FindingState, Owner, Status};
+use crate::db::copy::CopyIn;
 use crate::ingest::observation::{ObservationState, Severity};
 
-/// (ip, port, protocol, check): what makes a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// (ip, port, protocol, check): what makes a finding. Ordered like the
+/// database's key index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     pub ip: IpAddr,
     pub port: u16,
@@ -175,72 +177,63 @@ impl Columns {
     }
 }
 
-/// Inserts new current findings. Returns the new id for each input row, or
-/// `None` where a concurrent batch created the same key first (the caller
-/// locks that one and folds again).
-pub async fn insert_new(
+/// The first id of a fresh block of 65 536 finding ids.
+pub async fn reserve_ids(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT nextval('finding_id_blocks')")
+        .fetch_one(conn)
+        .await
+}
+
+/// Writes new findings (ids already assigned) with COPY. `false` when a
+/// concurrent batch created one of the same current findings first: the
+/// caller rolls back to its savepoint, locks that one and folds again.
+pub async fn copy_new(
     conn: &mut PgConnection,
-    rows: &[(&Key, &FindingState)],
-) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    rows: &[(i64, &Key, &FindingState)],
+) -> Result<bool, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(true);
     }
-    let (ips, ports, protocols, checks) = key_arrays(rows.iter().map(|(k, _)| *k));
-    let mut c = Columns::default();
-    for (_, f) in rows {
-        c.push(f);
-    }
-    let ordinals: Vec<i32> = (0..rows.len() as i32).collect();
-    let inserted: Vec<(i32, i64)> = sqlx::query_as(
-        "WITH input AS (
-            SELECT * FROM unnest($1::int[], $2::inet[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                 $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
-                                 $13::timestamptz[], $14::timestamptz[], $15::bigint[], $16::bigint[], $17::bigint[],
-                                 $18::text[], $19::bigint[])
-              AS u(ord, ip, port, protocol, check_id, status, state, worst_state, severity, cves, first_seen,
-                   last_seen, resolved_at, escalated_at, organisation_id, network_id, asn, attribution,
-                   last_observation_id)
-         ), ins AS (
-            INSERT INTO findings (ip, port, protocol, check_id, status, state, worst_state, severity, cves,
-                                  first_seen, last_seen, resolved_at, escalated_at, organisation_id, network_id,
-                                  asn, attribution, last_observation_id)
-            SELECT ip, port, protocol, check_id, status, state, worst_state, severity,
-                   coalesce(string_to_array(nullif(cves, ''), ','), '{}'), first_seen, last_seen, resolved_at, escalated_at,
-                   organisation_id, network_id, asn, attribution, last_observation_id
-              FROM input ORDER BY ord
-            ON CONFLICT (ip, port, protocol, check_id) WHERE current DO NOTHING
-            RETURNING id, ip, port, protocol, check_id, first_seen
-         )
-         SELECT input.ord, ins.id FROM ins JOIN input USING (ip, port, protocol, check_id, first_seen)",
+    let mut copy = CopyIn::start(
+        conn,
+        "findings",
+        "(id, ip, port, protocol, check_id, current, status, state, worst_state, severity, cves, first_seen, \
+          last_seen, resolved_at, escalated_at, organisation_id, network_id, asn, attribution, last_observation_id)",
     )
-    .bind(&ordinals)
-    .bind(&ips)
-    .bind(&ports)
-    .bind(&protocols)
-    .bind(&checks)
-    .bind(&c.status)
-    .bind(&c.state)
-    .bind(&c.worst)
-    .bind(&c.severity)
-    .bind(&c.cves)
-    .bind(&c.first_seen)
-    .bind(&c.last_seen)
-    .bind(&c.resolved_at)
-    .bind(&c.escalated_at)
-    .bind(&c.organisation_id)
-    .bind(&c.network_id)
-    .bind(&c.asn)
-    .bind(&c.attribution)
-    .bind(&c.last_observation_id)
-    .fetch_all(conn)
     .await?;
-    let mut ids = vec![None; rows.len()];
-    for (ord, id) in inserted {
-        if let Some(slot) = ids.get_mut(ord as usize) {
-            *slot = Some(id);
-        }
+    for (id, k, f) in rows {
+        copy.plain(id)
+            .plain(k.ip)
+            .plain(k.port)
+            .text(&k.protocol)
+            .text(&k.check)
+            .bool(f.current)
+            .plain(f.status.as_str())
+            .plain(f.state.as_str())
+            .plain(f.worst_state.as_str())
+            .opt_plain(f.severity.map(Severity::as_str))
+            .text_array(&f.cves)
+            .time(f.first_seen)
+            .time(f.last_seen)
+            .opt_time(f.resolved_at)
+            .opt_time(f.escalated_at)
+            .opt_plain(f.owner.organisation_id)
+            .opt_plain(f.owner.network_id)
+            .opt_plain(f.owner.asn)
+            .plain(f.owner.attribution)
+            .opt_plain(f.last_observation_id);
+        copy.end_row().await?;
     }
-    Ok(ids)
+    match copy.finish().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.constraint() == Some("findings_current_key")) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes back findings that have an id.
@@ -298,38 +291,23 @@ pub async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    let mut finding = Vec::with_capacity(events.len());
-    let mut at = Vec::with_capacity(events.len());
-    let mut kind = Vec::with_capacity(events.len());
-    let mut reason = Vec::with_capacity(events.len());
-    let mut observation = Vec::with_capacity(events.len());
-    let mut run = Vec::with_capacity(events.len());
-    let mut from = Vec::with_capacity(events.len());
-    let mut to = Vec::with_capacity(events.len());
-    for e in events {
-        finding.push(e.finding_id);
-        at.push(e.event.at);
-        kind.push(e.event.kind.as_str());
-        reason.push(e.event.reason.as_str());
-        observation.push(e.event.observation_id);
-        run.push(e.scan_run_id);
-        from.push(e.event.from_state.map(ObservationState::as_str));
-        to.push(e.event.to_state.map(ObservationState::as_str));
-    }
-    sqlx::query(
-        "INSERT INTO finding_events (finding_id, at, kind, reason, observation_id, scan_run_id, from_state, to_state)
-         SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-                              $7::text[], $8::text[])",
+    let mut copy = CopyIn::start(
+        conn,
+        "finding_events",
+        "(finding_id, at, kind, reason, observation_id, scan_run_id, from_state, to_state)",
     )
-    .bind(&finding)
-    .bind(&at)
-    .bind(&kind)
-    .bind(&reason)
-    .bind(&observation)
-    .bind(&run)
-    .bind(&from)
-    .bind(&to)
-    .execute(conn)
     .await?;
+    for e in events {
+        copy.plain(e.finding_id)
+            .time(e.event.at)
+            .plain(e.event.kind.as_str())
+            .text(&e.event.reason)
+            .opt_plain(e.event.observation_id)
+            .opt_plain(e.scan_run_id)
+            .opt_plain(e.event.from_state.map(ObservationState::as_str))
+            .opt_plain(e.event.to_state.map(ObservationState::as_str));
+        copy.end_row().await?;
+    }
+    copy.finish().await?;
     Ok(())
 }

@@ -375,6 +375,7 @@ async fn process_chunk(
     summary: &mut IngestSummary,
 ) -> Result<(), ApiError> {
     let now = Utc::now();
+    let started = std::time::Instant::now();
     let mut observations: Vec<Observation> = Vec::with_capacity(items.len());
     for item in items {
         match item {
@@ -423,6 +424,7 @@ async fn process_chunk(
             .or_default()
             .push(i);
     }
+    let prepared = started.elapsed();
     let finding_ids = fold_into_findings(
         tx,
         &observations,
@@ -433,6 +435,7 @@ async fn process_chunk(
         summary,
     )
     .await?;
+    let folded = started.elapsed();
 
     let rows: Vec<StoredObservation<'_>> = observations
         .iter()
@@ -449,6 +452,13 @@ async fn process_chunk(
         .collect();
     store::copy_observations(tx, &rows).await?;
     summary.accepted += observations.len() as u64;
+    tracing::debug!(
+        rows = observations.len(),
+        prepare_ms = prepared.as_millis() as u64,
+        fold_ms = (folded - prepared).as_millis() as u64,
+        copy_ms = (started.elapsed() - folded).as_millis() as u64,
+        "chunk stored"
+    );
     Ok(())
 }
 
@@ -507,8 +517,12 @@ async fn fold_once(
     by_key: &HashMap<Key, Vec<usize>>,
     rules: &RunRules,
 ) -> Result<Option<(Vec<Option<i64>>, FindingCounts)>, ApiError> {
-    let keys: Vec<&Key> = by_key.keys().collect();
+    let mut keys: Vec<&Key> = by_key.keys().collect();
+    // In index order, so the lookups walk the index instead of jumping.
+    keys.sort_unstable();
+    let t0 = std::time::Instant::now();
     let mut existing = finding_store::lock_current(conn, &keys).await?;
+    let t_lock = t0.elapsed();
     let mut folds: Vec<(&Key, &Vec<usize>, Folded)> = Vec::with_capacity(by_key.len());
     for (key, indices) in by_key {
         let seen: Vec<Seen<'_>> = indices
@@ -526,6 +540,11 @@ async fn fold_once(
         folds.push((key, indices, folded));
     }
 
+    // Key order: new findings are written (and get their ids) in the same
+    // order by every batch, so two batches creating the same findings wait
+    // for each other instead of deadlocking.
+    folds.sort_unstable_by(|a, b| a.0.cmp(b.0));
+
     // Updates first: a finding superseded here must stop being current
     // before its successor is inserted.
     let updates: Vec<&fold::FindingState> = folds
@@ -534,6 +553,7 @@ async fn fold_once(
         .filter(|s| s.id.is_some() && s.dirty)
         .collect();
     finding_store::update_existing(conn, &updates).await?;
+    let t_update = t0.elapsed();
 
     let new_rows: Vec<(&Key, &fold::FindingState)> = folds
         .iter()
@@ -544,11 +564,21 @@ async fn fold_once(
                 .map(move |s| (*k, s))
         })
         .collect();
-    let new_ids = finding_store::insert_new(conn, &new_rows).await?;
-    if new_ids.iter().any(Option::is_none) {
+    let first_new = if new_rows.is_empty() {
+        0
+    } else {
+        finding_store::reserve_ids(conn).await?
+    };
+    let numbered: Vec<(i64, &Key, &fold::FindingState)> = new_rows
+        .iter()
+        .enumerate()
+        .map(|(i, (k, f))| (first_new + i as i64, *k, *f))
+        .collect();
+    let (updates_len, inserts_len) = (updates.len(), numbered.len());
+    if !finding_store::copy_new(conn, &numbered).await? {
         return Ok(None);
     }
-    let mut new_ids = new_ids.into_iter().flatten();
+    let mut new_ids = numbered.iter().map(|(id, _, _)| *id);
 
     let mut counts = FindingCounts::default();
     let mut observation_finding = vec![None; observations.len()];
@@ -579,6 +609,18 @@ async fn fold_once(
             }
         }
     }
+    let t_write = t0.elapsed();
     finding_store::insert_events(conn, &events).await?;
+    tracing::debug!(
+        keys = keys.len(),
+        lock_ms = t_lock.as_millis() as u64,
+        updates = updates_len,
+        fold_and_update_ms = (t_update - t_lock).as_millis() as u64,
+        inserts = inserts_len,
+        insert_ms = (t_write - t_update).as_millis() as u64,
+        events = events.len(),
+        events_ms = (t0.elapsed() - t_write).as_millis() as u64,
+        "findings folded"
+    );
     Ok(Some((observation_finding, counts)))
 }

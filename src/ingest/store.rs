@@ -3,7 +3,6 @@
 //! PostgreSQL), and retention by dropping whole partitions.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -11,6 +10,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::observation::Observation;
+use crate::db::copy::CopyIn;
 
 /// Rows per id block; a chunk never holds more (see migrations).
 pub const ID_BLOCK: usize = 65_536;
@@ -153,38 +153,6 @@ pub struct StoredObservation<'a> {
     pub observation: &'a Observation,
 }
 
-/// Appends `s` to a COPY text-format field: backslash, tab, newline and
-/// carriage return escaped; NUL (which PostgreSQL text cannot hold)
-/// replaced.
-fn push_text(buf: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            '\0' => buf.push('\u{FFFD}'),
-            c => buf.push(c),
-        }
-    }
-}
-
-fn push_opt_text(buf: &mut String, s: Option<&str>) {
-    match s {
-        Some(s) => push_text(buf, s),
-        None => buf.push_str("\\N"),
-    }
-}
-
-fn push_opt_int(buf: &mut String, v: Option<i64>) {
-    match v {
-        Some(v) => {
-            let _ = write!(buf, "{v}");
-        }
-        None => buf.push_str("\\N"),
-    }
-}
-
 const COPY_COLUMNS: &str = "(id, observed_at, scan_run_id, finding_id, ip, port, protocol, \
      check_id, state, cves, severity, hostname, product, version, asn, evidence, raw, organisation_id, \
      network_id, attribution)";
@@ -198,80 +166,37 @@ pub async fn copy_observations(
 }
 
 /// Writes the rows into `table` (with the observations' columns) with one
-/// COPY, streaming ~1 MiB at a time.
+/// COPY.
 pub async fn copy_rows(
     conn: &mut PgConnection,
     table: &str,
     rows: &[StoredObservation<'_>],
 ) -> anyhow::Result<()> {
-    let mut copy = conn
-        .copy_in_raw(&format!("COPY {table} {COPY_COLUMNS} FROM STDIN"))
-        .await?;
-    let mut buf = String::with_capacity(1 << 20);
+    let mut copy = CopyIn::start(conn, table, COPY_COLUMNS).await?;
     for r in rows {
         let o = r.observation;
-        let _ = write!(
-            buf,
-            "{}\t{}\t",
-            r.id,
-            o.observed_at.format("%Y-%m-%d %H:%M:%S%.6f+00")
-        );
-        push_opt_int(&mut buf, r.scan_run_id);
-        buf.push('\t');
-        push_opt_int(&mut buf, r.finding_id);
-        let _ = write!(buf, "\t{}\t{}\t", o.ip, o.port);
-        push_text(&mut buf, &o.protocol);
-        buf.push('\t');
-        push_text(&mut buf, &o.check);
-        buf.push('\t');
-        buf.push_str(o.state.as_str());
-        buf.push_str("\t{");
-        for (i, cve) in o.cves.iter().enumerate() {
-            if i > 0 {
-                buf.push(',');
-            }
-            // CVE ids are [A-Z0-9-]: no quoting needed inside the array.
-            push_text(&mut buf, cve);
-        }
-        buf.push_str("}\t");
-        push_opt_text(&mut buf, o.severity.map(|s| s.as_str()));
-        buf.push('\t');
-        push_opt_text(&mut buf, o.hostname.as_deref());
-        buf.push('\t');
-        push_opt_text(&mut buf, o.product.as_deref());
-        buf.push('\t');
-        push_opt_text(&mut buf, o.version.as_deref());
-        buf.push('\t');
-        push_opt_int(&mut buf, o.asn.map(i64::from));
-        buf.push('\t');
-        push_opt_text(&mut buf, o.evidence.as_deref());
-        buf.push('\t');
-        push_text(&mut buf, &o.raw);
-        buf.push('\t');
-        push_opt_int(&mut buf, r.organisation_id);
-        buf.push('\t');
-        push_opt_int(&mut buf, r.network_id);
-        buf.push('\t');
-        buf.push_str(r.attribution);
-        buf.push('\n');
-        if buf.len() >= 1 << 20 {
-            copy.send(buf.as_bytes()).await?;
-            buf.clear();
-        }
-    }
-    if !buf.is_empty() {
-        copy.send(buf.as_bytes()).await?;
+        copy.plain(r.id)
+            .time(o.observed_at)
+            .opt_plain(r.scan_run_id)
+            .opt_plain(r.finding_id)
+            .plain(o.ip)
+            .plain(o.port)
+            .text(&o.protocol)
+            .text(&o.check)
+            .plain(o.state.as_str())
+            .text_array(&o.cves)
+            .opt_plain(o.severity.map(|s| s.as_str()))
+            .opt_text(o.hostname.as_deref())
+            .opt_text(o.product.as_deref())
+            .opt_text(o.version.as_deref())
+            .opt_plain(o.asn)
+            .opt_text(o.evidence.as_deref())
+            .text(&o.raw)
+            .opt_plain(r.organisation_id)
+            .opt_plain(r.network_id)
+            .plain(r.attribution);
+        copy.end_row().await?;
     }
     copy.finish().await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn copy_text_escapes() {
-        let mut b = String::new();
-        super::push_text(&mut b, "a\tb\\c\nd\re\0");
-        assert_eq!(b, "a\\tb\\\\c\\nd\\re\u{FFFD}");
-    }
 }

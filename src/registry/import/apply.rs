@@ -138,12 +138,8 @@ async fn apply_organisations(
         sqlx::query_as("SELECT id, ref, name, org_number, sector, channel FROM organisations")
             .fetch_all(&mut *conn)
             .await?;
-    let mut numbers: HashMap<String, String> = HashMap::new();
     let mut existing: HashMap<String, ExistingOrg> = HashMap::with_capacity(rows.len());
     for (id, reference, name, org_number, sector, ch) in rows {
-        if let Some(n) = &org_number {
-            numbers.insert(n.clone(), reference.clone());
-        }
         existing.insert(
             reference,
             ExistingOrg {
@@ -163,20 +159,6 @@ async fn apply_organisations(
         (vec![], vec![], vec![], vec![]);
     for org in &snapshot.organisations {
         let number = org.org_number.as_ref().map(|n| n.as_str().to_owned());
-        if let Some(n) = &number {
-            if let Some(holder) = numbers.get(n).filter(|holder| **holder != org.reference) {
-                reject(
-                    summary,
-                    "organisations",
-                    format!(
-                        "{}: organisation number {n} is already registered to {holder}",
-                        org.reference
-                    ),
-                );
-                continue;
-            }
-            numbers.insert(n.clone(), org.reference.clone());
-        }
         match existing.get(&org.reference) {
             None => {
                 new_refs.push(org.reference.clone());

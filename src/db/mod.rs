@@ -1,5 +1,8 @@
 //! The database connection: creating the database when it is missing,
-//! applying the embedded migrations, and the readiness check.
+//! applying the embedded migrations, the readiness check, and bulk writes
+//! with COPY ([`copy`]).
+
+pub mod copy;
 
 use std::time::Duration;
 
