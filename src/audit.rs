@@ -21,3 +21,16 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// Records the event in `tx` and commits: the change and its audit record
+/// land together or not at all.
+pub async fn commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    record(&mut tx, actor, action, subject, detail).await?;
+    tx.commit().await
+}

@@ -122,15 +122,14 @@ pub async fn create(
     .bind(body.provenance.unwrap_or(Source::Manual).as_str())
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "contact.create",
         &format!("contact:{}", contact.id),
         serde_json::json!({ "organisation_id": org }),
     )
     .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(contact)))
 }
 
@@ -164,15 +163,14 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("contact {id}")))?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "contact.update",
         &format!("contact:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(contact))
 }
 
@@ -194,14 +192,13 @@ pub async fn remove(
     if n == 0 {
         return Err(ApiError::not_found(format!("contact {id}")));
     }
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "contact.delete",
         &format!("contact:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -96,15 +96,14 @@ pub async fn create(
     .bind(&domain)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "domain.create",
         &format!("domain:{}", row.id),
         serde_json::json!({ "organisation_id": org, "domain": domain }),
     )
     .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(row)))
 }
 
@@ -126,15 +125,14 @@ pub async fn remove(
     if n == 0 {
         return Err(ApiError::not_found(format!("domain {id}")));
     }
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "domain.delete",
         &format!("domain:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

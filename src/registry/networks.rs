@@ -183,15 +183,14 @@ pub async fn create_network(
         body.valid_from,
     )
     .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "network.create",
         &format!("network:{}", network.id),
         serde_json::json!({ "organisation_id": org, "cidr": network.cidr.to_string() }),
     )
     .await?;
-    tx.commit().await?;
     crate::findings::attribution::after_registry_change(&state).await;
     Ok((StatusCode::CREATED, Json(network)))
 }
@@ -268,15 +267,14 @@ pub async fn update_network(
         .fetch_one(&mut *tx)
         .await?
     };
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "network.update",
         &format!("network:{id}"),
         serde_json::json!({ "new_row": network.id, "organisation_id": new_org }),
     )
     .await?;
-    tx.commit().await?;
     crate::findings::attribution::after_registry_change(&state).await;
     Ok(Json(network))
 }
@@ -298,15 +296,14 @@ pub async fn end_network(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "network.end",
         &format!("network:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -380,15 +377,14 @@ pub async fn create_asn(
     .bind(&body.name)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "asn.create",
         &format!("asn:{}", asn.id),
         serde_json::json!({ "organisation_id": org, "asn": body.asn }),
     )
     .await?;
-    tx.commit().await?;
     crate::findings::attribution::after_registry_change(&state).await;
     Ok((StatusCode::CREATED, Json(asn)))
 }
@@ -427,14 +423,13 @@ pub async fn end_asn(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "asn.end",
         &format!("asn:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

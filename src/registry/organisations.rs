@@ -163,15 +163,14 @@ pub async fn create(
     .bind(&body.notes)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "organisation.create",
         &format!("organisation:{}", org.id),
         serde_json::json!({ "ref": reference }),
     )
     .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
@@ -212,15 +211,14 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "organisation.update",
         &format!("organisation:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(org))
 }
 
@@ -248,14 +246,13 @@ pub async fn remove(
     if deleted == 0 {
         return Err(ApiError::not_found(format!("organisation {id}")));
     }
-    audit::record(
-        &mut tx,
+    audit::commit(
+        tx,
         &client.actor(),
         "organisation.delete",
         &format!("organisation:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
@@ -119,8 +118,8 @@ pub async fn apply(
     Ok(summary)
 }
 
-fn reject(summary: &mut ImportSummary, file: &str, reason: String) {
-    summary.rejected.push(Rejection {
+fn reject(rejected: &mut Vec<Rejection>, file: &str, reason: String) {
+    rejected.push(Rejection {
         file: file.to_owned(),
         line: 0,
         reason,
@@ -393,12 +392,12 @@ fn resolve_owner(
     org_ids: &HashMap<String, i64>,
     reference: &str,
     what: &str,
-    summary: &mut ImportSummary,
+    rejected: &mut Vec<Rejection>,
 ) -> Option<i64> {
     let id = org_ids.get(reference).copied();
     if id.is_none() {
         reject(
-            summary,
+            rejected,
             what,
             format!(
                 "{what} names organisation {reference:?}, which is neither in the import nor registered"
@@ -406,75 +405,6 @@ fn resolve_owner(
         );
     }
     id
-}
-
-async fn apply_networks(
-    conn: &mut PgConnection,
-    networks: &[ImportedNetwork],
-    channel: Channel,
-    org_ids: &HashMap<String, i64>,
-    now: DateTime<Utc>,
-    summary: &mut ImportSummary,
-) -> anyhow::Result<()> {
-    let rows: Vec<(i64, IpNet, i64, String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT id, cidr, organisation_id, source, name, valid_to IS NULL FROM networks WHERE channel = $1",
-    )
-    .bind(channel.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
-    let ever: HashSet<IpNet> = rows.iter().map(|r| r.1).collect();
-    let current = rows
-        .into_iter()
-        .filter(|r| r.5)
-        .map(|(id, key, organisation_id, source, name, _)| Owned {
-            id,
-            key,
-            organisation_id,
-            source,
-            name,
-        })
-        .collect();
-    let mut imported = Vec::with_capacity(networks.len());
-    let mut keys = HashSet::new();
-    for n in networks {
-        let Some(org) = resolve_owner(
-            org_ids,
-            &n.organisation_ref,
-            &format!("network {}", n.cidr),
-            summary,
-        ) else {
-            continue;
-        };
-        if !keys.insert(n.cidr) {
-            reject(
-                summary,
-                "networks",
-                format!("network {} appears twice; the first one counts", n.cidr),
-            );
-            continue;
-        }
-        imported.push((n.cidr, org, n.source.as_str().to_owned(), n.name.clone()));
-    }
-    let p = plan(current, &ever, imported, now, &mut summary.networks);
-    end_rows(conn, "networks", &p.end, now).await?;
-    rename_rows(conn, "networks", &p.rename).await?;
-    if !p.insert.is_empty() {
-        let cidrs: Vec<IpNet> = p.insert.iter().map(|r| r.0).collect();
-        let (orgs, sources, names, froms) = columns(&p.insert);
-        sqlx::query(
-            "INSERT INTO networks (cidr, organisation_id, source, name, valid_from, channel)
-             SELECT * , $6 FROM unnest($1::cidr[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])",
-        )
-        .bind(&cidrs)
-        .bind(&orgs)
-        .bind(&sources)
-        .bind(&names)
-        .bind(&froms)
-        .bind(channel.as_str())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 type Columns = (
@@ -530,21 +460,57 @@ async fn rename_rows(
     Ok(())
 }
 
-async fn apply_asns(
+/// The table of one kind of versioned registry row (networks, ASNs).
+struct Versioned {
+    table: &'static str,
+    /// The column that identifies a row across imports, and its SQL type.
+    key: &'static str,
+    key_type: &'static str,
+}
+
+const NETWORKS: Versioned = Versioned {
+    table: "networks",
+    key: "cidr",
+    key_type: "cidr",
+};
+
+const ASNS: Versioned = Versioned {
+    table: "asns",
+    key: "asn",
+    key_type: "bigint",
+};
+
+/// One imported row: key, owner's ref, source, name, and how to name it in
+/// a rejection.
+type Imported<'a, K> = (K, &'a str, &'static str, Option<String>, String);
+
+/// Makes `channel`'s rows of `spec.table` agree with `imported`.
+async fn apply_versioned<K>(
     conn: &mut PgConnection,
-    asns: &[ImportedAsn],
+    spec: &Versioned,
+    imported: Vec<Imported<'_, K>>,
     channel: Channel,
     org_ids: &HashMap<String, i64>,
     now: DateTime<Utc>,
-    summary: &mut ImportSummary,
-) -> anyhow::Result<()> {
-    let rows: Vec<(i64, i64, i64, String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT id, asn, organisation_id, source, name, valid_to IS NULL FROM asns WHERE channel = $1",
-    )
+    rejected: &mut Vec<Rejection>,
+) -> anyhow::Result<Counts>
+where
+    K: Clone + Eq + std::hash::Hash + Send + Sync + Unpin,
+    K: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    for<'q> Vec<K>: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let Versioned {
+        table,
+        key,
+        key_type,
+    } = spec;
+    let rows: Vec<(i64, K, i64, String, Option<String>, bool)> = sqlx::query_as(&format!(
+        "SELECT id, {key}, organisation_id, source, name, valid_to IS NULL FROM {table} WHERE channel = $1"
+    ))
     .bind(channel.as_str())
     .fetch_all(&mut *conn)
     .await?;
-    let ever: HashSet<i64> = rows.iter().map(|r| r.1).collect();
+    let ever: HashSet<K> = rows.iter().map(|r| r.1.clone()).collect();
     let current = rows
         .into_iter()
         .filter(|r| r.5)
@@ -556,33 +522,34 @@ async fn apply_asns(
             name,
         })
         .collect();
-    let mut imported = Vec::with_capacity(asns.len());
+    let mut wanted = Vec::with_capacity(imported.len());
     let mut keys = HashSet::new();
-    for a in asns {
-        let Some(org) = resolve_owner(
-            org_ids,
-            &a.organisation_ref,
-            &format!("AS{}", a.asn),
-            summary,
-        ) else {
+    for (k, reference, source, name, label) in imported {
+        let Some(org) = resolve_owner(org_ids, reference, &label, rejected) else {
             continue;
         };
-        if !keys.insert(a.asn) {
+        if !keys.insert(k.clone()) {
+            reject(
+                rejected,
+                table,
+                format!("{label} appears twice; the first one counts"),
+            );
             continue;
         }
-        imported.push((i64::from(a.asn), org, "registry".to_owned(), a.name.clone()));
+        wanted.push((k, org, source.to_owned(), name));
     }
-    let p = plan(current, &ever, imported, now, &mut summary.asns);
-    end_rows(conn, "asns", &p.end, now).await?;
-    rename_rows(conn, "asns", &p.rename).await?;
+    let mut counts = Counts::default();
+    let p = plan(current, &ever, wanted, now, &mut counts);
+    end_rows(conn, table, &p.end, now).await?;
+    rename_rows(conn, table, &p.rename).await?;
     if !p.insert.is_empty() {
-        let numbers: Vec<i64> = p.insert.iter().map(|r| r.0).collect();
+        let new_keys: Vec<K> = p.insert.iter().map(|r| r.0.clone()).collect();
         let (orgs, sources, names, froms) = columns(&p.insert);
-        sqlx::query(
-            "INSERT INTO asns (asn, organisation_id, source, name, valid_from, channel)
-             SELECT *, $6 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])",
-        )
-        .bind(&numbers)
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({key}, organisation_id, source, name, valid_from, channel)
+             SELECT *, $6 FROM unnest($1::{key_type}[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])"
+        ))
+        .bind(&new_keys)
         .bind(&orgs)
         .bind(&sources)
         .bind(&names)
@@ -591,5 +558,71 @@ async fn apply_asns(
         .execute(&mut *conn)
         .await?;
     }
+    Ok(counts)
+}
+
+async fn apply_networks(
+    conn: &mut PgConnection,
+    networks: &[ImportedNetwork],
+    channel: Channel,
+    org_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    let imported = networks
+        .iter()
+        .map(|n| {
+            (
+                n.cidr,
+                n.organisation_ref.as_str(),
+                n.source.as_str(),
+                n.name.clone(),
+                format!("network {}", n.cidr),
+            )
+        })
+        .collect();
+    summary.networks = apply_versioned(
+        conn,
+        &NETWORKS,
+        imported,
+        channel,
+        org_ids,
+        now,
+        &mut summary.rejected,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_asns(
+    conn: &mut PgConnection,
+    asns: &[ImportedAsn],
+    channel: Channel,
+    org_ids: &HashMap<String, i64>,
+    now: DateTime<Utc>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    let imported = asns
+        .iter()
+        .map(|a| {
+            (
+                i64::from(a.asn),
+                a.organisation_ref.as_str(),
+                "registry",
+                a.name.clone(),
+                format!("AS{}", a.asn),
+            )
+        })
+        .collect();
+    summary.asns = apply_versioned(
+        conn,
+        &ASNS,
+        imported,
+        channel,
+        org_ids,
+        now,
+        &mut summary.rejected,
+    )
+    .await?;
     Ok(())
 }
