@@ -36,15 +36,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, pool: PgPool) -> Self {
-        Self {
+    pub fn new(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
+        Ok(Self {
             pool,
             rate_limiter: Arc::new(ClientRateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new()?),
             ingest_partitions: Arc::new(crate::ingest::store::Partitions::default()),
-        }
+        })
     }
 }
 
@@ -144,7 +144,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         Ok(Self {
             listener,
-            state: AppState::new(settings, pool),
+            state: AppState::new(settings, pool)?,
         })
     }
 

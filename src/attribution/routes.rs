@@ -71,6 +71,7 @@ pub async fn lookup_one(
     let at = parse_at("at", q.at.as_deref())?;
     let table = state.attributor.current(&state.pool).await?;
     let m = table.attribute(ip, at.timestamp_micros(), q.asn);
+    state.metrics.addresses_attributed.inc();
     Ok(Json(Attribution::from_match(ip, at, q.asn, m)))
 }
 
@@ -164,5 +165,6 @@ pub async fn lookup_many(
             table.attribute(ip, at.timestamp_micros(), asn),
         ));
     }
+    state.metrics.addresses_attributed.inc_by(out.len() as u64);
     Ok(Json(out))
 }
