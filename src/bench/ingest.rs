@@ -148,7 +148,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (bodies, lines) = batches(data, batch)?;
     println!(
-        "{lines} observations in {} requests of up to {batch} lines",
+        "{lines} observations in {} requests of up to {batch} lines, {parallel} in flight",
         bodies.len()
     );
 

@@ -474,7 +474,9 @@ async fn fold_into_findings(
     rules: &RunRules,
     summary: &mut IngestSummary,
 ) -> Result<Vec<Option<i64>>, ApiError> {
-    const ATTEMPTS: usize = 5;
+    // Each failed attempt waited for the competing transaction to finish, so
+    // attempts are bounded by the progress of others, not by a clock.
+    const ATTEMPTS: usize = 20;
     for attempt in 1..=ATTEMPTS {
         let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
         match fold_once(
