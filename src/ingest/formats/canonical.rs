@@ -6,19 +6,15 @@
 //! deserialized into borrowed fields (no copies of unescaped strings, evidence
 //! kept as a raw slice) and the only allocations are the observation's own.
 
-use std::collections::VecDeque;
-use std::io::BufRead;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::Item;
 use super::fields::{
     Loose, StrList, compact_json, normalise_cve, normalise_protocol, optional_text, parse_asn,
     parse_ip, parse_port, parse_rfc3339_utc, parse_severity, push_cve, quoted, split_list,
     validate_check,
 };
-use super::input::{JsonFraming, JsonRecord};
-use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, MAX_EVIDENCE_BYTES, Observation, ObservationState};
 
 /// The canonical fields of one record, before validation. JSON and CSV both
@@ -280,40 +276,12 @@ pub(crate) fn json_error(e: &serde_json::Error) -> String {
 }
 
 /// [`Source`] for canonical NDJSON / JSON array.
-pub(crate) struct CanonicalSource {
-    framing: JsonFraming,
-}
-
-impl CanonicalSource {
-    pub(crate) fn new(input: Box<dyn BufRead + Send>) -> Self {
-        Self {
-            framing: JsonFraming::new(input),
-        }
-    }
-}
-
-impl Source for CanonicalSource {
-    fn fill(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
-        match self.framing.next_record()? {
-            None => Ok(false),
-            Some(JsonRecord::Unreadable(e)) => {
-                out.push_back(Item::Rejected(e));
-                Ok(true)
-            }
-            Some(JsonRecord::Text { line, text }) => {
-                out.push_back(parse_record(line, text));
-                Ok(true)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::Format;
     use super::super::test_support::{
         FailingReader, items, items_until_error, observations, rejections, text,
     };
+    use super::super::{Format, InputError};
     use super::*;
     use crate::ingest::observation::Severity;
 

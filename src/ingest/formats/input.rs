@@ -265,6 +265,41 @@ fn text_record(line: u64, bytes: &[u8]) -> JsonRecord<'_> {
     }
 }
 
+/// A [`Source`](super::Source) of one JSON object per record (NDJSON lines
+/// or array elements), each turned into an item by `parse`.
+pub(crate) struct JsonRecordSource {
+    framing: JsonFraming,
+    parse: fn(u64, &str) -> super::Item,
+}
+
+impl JsonRecordSource {
+    pub(crate) fn new(input: Box<dyn BufRead + Send>, parse: fn(u64, &str) -> super::Item) -> Self {
+        Self {
+            framing: JsonFraming::new(input),
+            parse,
+        }
+    }
+}
+
+impl super::Source for JsonRecordSource {
+    fn fill(
+        &mut self,
+        out: &mut std::collections::VecDeque<super::Item>,
+    ) -> Result<bool, super::InputError> {
+        match self.framing.next_record()? {
+            None => Ok(false),
+            Some(JsonRecord::Unreadable(e)) => {
+                out.push_back(super::Item::Rejected(e));
+                Ok(true)
+            }
+            Some(JsonRecord::Text { line, text }) => {
+                out.push_back((self.parse)(line, text));
+                Ok(true)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,14 +207,20 @@ pub fn parse(
     input: Box<dyn BufRead + Send>,
 ) -> Box<dyn Iterator<Item = Result<Item, InputError>> + Send> {
     match format {
-        Format::Canonical => Box::new(Driver::new(canonical::CanonicalSource::new(input))),
+        Format::Canonical => Box::new(Driver::new(input::JsonRecordSource::new(
+            input,
+            canonical::parse_record,
+        ))),
         Format::CanonicalCsv => {
             Box::new(Driver::new(canonical_csv::CanonicalCsvSource::new(input)))
         }
         Format::Shadowserver { report } => Box::new(Driver::new(
             shadowserver::ShadowserverSource::new(input, report.clone()),
         )),
-        Format::Nuclei => Box::new(Driver::new(nuclei::NucleiSource::new(input))),
+        Format::Nuclei => Box::new(Driver::new(input::JsonRecordSource::new(
+            input,
+            nuclei::parse_record,
+        ))),
         Format::Nmap => Box::new(Driver::new(nmap::NmapSource::new(input))),
         Format::Masscan => Box::new(Driver::new(masscan::MasscanSource::new(input))),
     }

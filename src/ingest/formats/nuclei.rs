@@ -7,19 +7,16 @@
 //! dotted `ip` (recovered from `host`), local-offset timestamps, and
 //! lower-case CVE ids in `info.classification.cve-id`.
 
-use std::collections::VecDeque;
-use std::io::BufRead;
 use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use super::Item;
 use super::canonical::json_error;
 use super::fields::{
     EvidenceBuilder, Loose, StrList, clip_text, normalise_cve, parse_port, parse_rfc3339_utc,
     parse_severity, push_cve, quoted, split_list, validate_check,
 };
-use super::input::{JsonFraming, JsonRecord};
-use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
 /// Templates named after a CVE that only show the service is exposed, not
@@ -303,7 +300,7 @@ fn state_for(
     }
 }
 
-fn parse_record(line: u64, text: &str) -> Item {
+pub(crate) fn parse_record(line: u64, text: &str) -> Item {
     match serde_json::from_str::<NucleiRecord<'_>>(text) {
         Ok(rec) => match rec.into_observation(line, text) {
             Ok(obs) => Item::Observation(obs, line),
@@ -314,34 +311,6 @@ fn parse_record(line: u64, text: &str) -> Item {
 }
 
 /// [`Source`] for nuclei JSONL / JSON export.
-pub(crate) struct NucleiSource {
-    framing: JsonFraming,
-}
-
-impl NucleiSource {
-    pub(crate) fn new(input: Box<dyn BufRead + Send>) -> Self {
-        Self {
-            framing: JsonFraming::new(input),
-        }
-    }
-}
-
-impl Source for NucleiSource {
-    fn fill(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
-        match self.framing.next_record()? {
-            None => Ok(false),
-            Some(JsonRecord::Unreadable(e)) => {
-                out.push_back(Item::Rejected(e));
-                Ok(true)
-            }
-            Some(JsonRecord::Text { line, text }) => {
-                out.push_back(parse_record(line, text));
-                Ok(true)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::Format;
