@@ -67,20 +67,26 @@ fn path_and_query(req_uri: &axum::http::Uri) -> String {
         .unwrap_or_else(|| req_uri.path().to_owned())
 }
 
-/// Runs `work` in a transaction unless the key already has an answer;
+/// A small JSON POST with `Idempotency-Key`: parses the body, then runs
+/// `work` in a transaction unless the key already has an answer, and
 /// stores the answer with the work.
-async fn idempotent_json<F>(
+async fn idempotent_json<T, F>(
     state: &AppState,
-    key: Option<IdempotencyKey>,
-    body: &[u8],
+    client: &Client,
+    req: Request,
     work: F,
 ) -> ApiResult<Response>
 where
-    F: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> ApiResult<JsonAnswer>,
+    T: serde::de::DeserializeOwned,
+    F: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection, T) -> ApiResult<JsonAnswer>,
 {
+    let key =
+        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
+    let body = small_body(state, req.into_body()).await?;
+    let input: T = parse_json(&body)?;
     let hash = key.as_ref().map(|k| {
         let mut h = k.request_hasher();
-        h.update(body);
+        h.update(&body);
         h.finalize().to_vec()
     });
     if let (Some(key), Some(hash)) = (&key, &hash) {
@@ -90,7 +96,7 @@ where
         }
     }
     let mut tx = state.pool.begin().await?;
-    let answer = work(&mut tx).await?;
+    let answer = work(&mut tx, input).await?;
     if let (Some(key), Some(hash)) = (&key, &hash) {
         if !idempotency::save(
             &mut tx,
@@ -136,11 +142,7 @@ pub async fn create_scan(
     req: Request,
 ) -> ApiResult<Response> {
     client.require(Scope::Ingest)?;
-    let key =
-        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
-    let body = small_body(&state, req.into_body()).await?;
-    let new: NewScanRun = parse_json(&body)?;
-    idempotent_json(&state, key, &body, async |conn| {
+    idempotent_json(&state, &client, req, async |conn, new: NewScanRun| {
         let run = scans::create(conn, client.id, new).await?;
         JsonAnswer::new(StatusCode::CREATED, &run)
     })
@@ -184,11 +186,7 @@ pub async fn finish_scan(
     req: Request,
 ) -> ApiResult<Response> {
     client.require(Scope::Ingest)?;
-    let key =
-        IdempotencyKey::from_headers(req.headers(), client.id, "POST", &path_and_query(req.uri()))?;
-    let body = small_body(&state, req.into_body()).await?;
-    let finish: FinishScanRun = parse_json(&body)?;
-    idempotent_json(&state, key, &body, async |conn| {
+    idempotent_json(&state, &client, req, async |conn, finish: FinishScanRun| {
         let run = scans::fetch(conn, id, true).await?;
         own_run(&client, &run)?;
         let finished_at = finish.finished_at.unwrap_or_else(Utc::now);
