@@ -386,7 +386,7 @@ pub async fn show(
     .await?;
     let observations = sqlx::query_as(
         "SELECT id, observed_at, received_at, scan_run_id, state, severity, cves, hostname, product, version,
-                evidence::jsonb AS evidence, raw, organisation_id, network_id, attribution
+                evidence, raw, organisation_id, network_id, attribution
            FROM observations WHERE finding_id = $1 ORDER BY observed_at DESC, id DESC LIMIT 100",
     )
     .bind(id)

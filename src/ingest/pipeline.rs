@@ -107,13 +107,13 @@ impl std::fmt::Display for TooLarge {
 
 impl std::error::Error for TooLarge {}
 
-/// Counts, limits and hashes what the parser reads.
+/// Counts, limits and hashes what the parser reads. The hash is shared
+/// because the parser owns (and drops) the reader.
 struct Metered<R> {
     inner: R,
     read: u64,
     limit: u64,
-    hasher: Sha256,
-    done: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    hasher: Arc<std::sync::Mutex<Sha256>>,
 }
 
 impl<R: Read> Read for Metered<R> {
@@ -126,11 +126,9 @@ impl<R: Read> Read for Metered<R> {
                 TooLarge(self.limit),
             ));
         }
-        self.hasher.update(&buf[..n]);
-        if n == 0 {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(self.hasher.clone().finalize().to_vec());
-            }
+        match self.hasher.lock() {
+            Ok(mut h) => h.update(&buf[..n]),
+            Err(_) => return Err(io::Error::other("request hash poisoned")),
         }
         Ok(n)
     }
@@ -158,29 +156,69 @@ fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn tokio::io::AsyncRead + Se
     }
 }
 
-/// Reads the body through the hasher without parsing it (for a replayed
-/// idempotent request). Returns the request hash.
-pub async fn hash_only(spec: BodySpec, mut hasher: Sha256) -> Result<Vec<u8>, ApiError> {
-    let reader = body_reader(spec.body, spec.gzip);
-    let limit = spec.limit;
-    tokio::task::spawn_blocking(move || {
-        let mut r = SyncIoBridge::new(reader);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = r.read(&mut buf).map_err(io_problem)?;
-            if n == 0 {
-                return Ok(hasher.finalize().to_vec());
+/// Parses the body on the current (blocking) thread, handing chunks of
+/// `chunk_rows` items to `sink` (which returns false to stop), and returns
+/// the request hash over everything the parser read.
+fn parse_body(
+    spec: BodySpec,
+    hasher: Sha256,
+    chunk_rows: usize,
+    mut sink: impl FnMut(Msg) -> bool,
+) -> Option<Vec<u8>> {
+    let hasher = Arc::new(std::sync::Mutex::new(hasher));
+    let metered = Metered {
+        inner: SyncIoBridge::new(body_reader(spec.body, spec.gzip)),
+        read: 0,
+        limit: spec.limit,
+        hasher: hasher.clone(),
+    };
+    let input = Box::new(BufReader::with_capacity(256 * 1024, metered));
+    let mut chunk = Vec::with_capacity(chunk_rows);
+    for item in formats::parse(&spec.format, input) {
+        match item {
+            Ok(item) => {
+                chunk.push(item);
+                if chunk.len() >= chunk_rows {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows));
+                    if !sink(Msg::Chunk(full)) {
+                        return None;
+                    }
+                }
             }
-            total += n as u64;
-            if total > limit {
-                return Err(ApiError::PayloadTooLarge(TooLarge(limit).to_string()));
+            Err(e) => {
+                sink(Msg::Failed(e));
+                return None;
             }
-            hasher.update(&buf[..n]);
         }
+    }
+    if !chunk.is_empty() && !sink(Msg::Chunk(chunk)) {
+        return None;
+    }
+    // Everything the parser read, which is everything it answered for.
+    hasher.lock().ok().map(|h| h.clone().finalize().to_vec())
+}
+
+/// The request hash of a body, read exactly as [`ingest`] would read it
+/// (for replaying an idempotent request), storing nothing.
+pub async fn hash_only(spec: BodySpec, hasher: Sha256) -> Result<Vec<u8>, ApiError> {
+    let mut failure = None;
+    let hash = tokio::task::spawn_blocking(move || {
+        let hash = parse_body(spec, hasher, 4096, |msg| match msg {
+            Msg::Chunk(_) => true,
+            Msg::Failed(e) => {
+                failure = Some(input_problem(e));
+                false
+            }
+        });
+        (hash, failure)
     })
     .await
-    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    match hash {
+        (Some(hash), _) => Ok(hash),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(ApiError::Internal(anyhow::anyhow!("no request hash"))),
+    }
 }
 
 fn io_problem(e: io::Error) -> ApiError {
@@ -213,40 +251,10 @@ pub async fn ingest(
 ) -> Result<(IngestSummary, Vec<u8>), ApiError> {
     let chunk_rows = state.settings.ingest_chunk_rows.min(ID_BLOCK);
     let (sender, mut receiver) = mpsc::channel::<Msg>(2);
-    let (hash_tx, hash_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = body_reader(spec.body, spec.gzip);
-    let format = spec.format;
-    let limit = spec.limit;
     let parser = tokio::task::spawn_blocking(move || {
-        let metered = Metered {
-            inner: SyncIoBridge::new(reader),
-            read: 0,
-            limit,
-            hasher,
-            done: Some(hash_tx),
-        };
-        let input = Box::new(BufReader::with_capacity(256 * 1024, metered));
-        let mut chunk = Vec::with_capacity(chunk_rows);
-        for item in formats::parse(&format, input) {
-            match item {
-                Ok(item) => {
-                    chunk.push(item);
-                    if chunk.len() >= chunk_rows {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows));
-                        if sender.blocking_send(Msg::Chunk(full)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.blocking_send(Msg::Failed(e));
-                    return;
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = sender.blocking_send(Msg::Chunk(chunk));
-        }
+        parse_body(spec, hasher, chunk_rows, |msg| {
+            sender.blocking_send(msg).is_ok()
+        })
     });
 
     let table = state.attributor.current(&state.pool).await?;
@@ -275,10 +283,12 @@ pub async fn ingest(
     if let Some(e) = failure {
         return Err(e);
     }
-    parser.await.map_err(|e| ApiError::Internal(e.into()))?;
-    let hash = hash_rx.recv().map_err(|_| {
-        ApiError::BadRequest("the request body ended before it was complete".to_owned())
-    })?;
+    let hash = parser
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("the parser ended without a request hash"))
+        })?;
     if let Some(id) = rules.scan_run_id {
         sqlx::query(
             "UPDATE scan_runs SET observations_accepted = observations_accepted + $2,
