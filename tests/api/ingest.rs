@@ -592,3 +592,83 @@ async fn findings_read_api_filters_pages_and_formats() {
     let (status, _) = app.get("/api/v1/findings", &app.ingest).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Two streaming batches that lock the same findings in opposite orders:
+/// PostgreSQL breaks the deadlock, the victim answers 503 with Retry-After
+/// and stores nothing, the other batch is stored whole.
+#[tokio::test]
+async fn crossing_batches_deadlock_cleanly() {
+    let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
+    let k1 = line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable");
+    let k2 = line("192.0.2.2", "2021-03-05T10:00:00Z", "vulnerable");
+    push_lines(&app, &[k1.clone(), k2.clone()]).await;
+    let before = count(&app, "observations").await;
+
+    let streaming = |first: String| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            }));
+        let request = app
+            .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+            .header("content-type", NDJSON)
+            .body(body)
+            .send();
+        (tx, tokio::spawn(request), first)
+    };
+    let later = |s: &str| s.replace("10:00:00", "11:00:00");
+    let (a_tx, a, a_first) = streaming(later(&k1));
+    let (b_tx, b, b_first) = streaming(later(&k2));
+    a_tx.send(Ok(format!("{a_first}\n").into_bytes()))
+        .await
+        .unwrap();
+    b_tx.send(Ok(format!("{b_first}\n").into_bytes()))
+        .await
+        .unwrap();
+
+    // Wait until both transactions have stored their first line (so hold
+    // its finding) and wait for more body.
+    let mut holding = 0;
+    for _ in 0..400 {
+        holding = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                AND state = 'idle in transaction' AND query LIKE 'COPY observations%'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if holding == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(holding, 2, "both batches should hold their first finding");
+    a_tx.send(Ok(format!("{}\n", later(&k2)).into_bytes()))
+        .await
+        .unwrap();
+    b_tx.send(Ok(format!("{}\n", later(&k1)).into_bytes()))
+        .await
+        .unwrap();
+    drop(a_tx);
+    drop(b_tx);
+
+    let mut statuses = Vec::new();
+    for handle in [a, b] {
+        let response = handle.await.unwrap().unwrap();
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(response.headers().get("retry-after").is_some());
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["type"], "urn:varsel:problem:contention");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE]);
+    assert_eq!(
+        count(&app, "observations").await,
+        before + 2,
+        "the winner's two lines, nothing of the victim"
+    );
+}
