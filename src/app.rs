@@ -32,7 +32,6 @@ pub struct AppState {
     pub attributor: Arc<Attributor>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: SharedRateLimiter,
-    pub ingest_partitions: Arc<crate::ingest::store::Partitions>,
 }
 
 impl AppState {
@@ -43,7 +42,6 @@ impl AppState {
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
             metrics: Arc::new(Metrics::new()?),
-            ingest_partitions: Arc::new(crate::ingest::store::Partitions::default()),
         })
     }
 }

@@ -319,7 +319,18 @@ fn admit(
     rules: &RunRules,
     line: u64,
     now: DateTime<Utc>,
+    retention_days: u32,
 ) -> Result<(), LineError> {
+    if retention_days > 0 && o.observed_at < now - Duration::days(i64::from(retention_days)) {
+        return Err(LineError::new(
+            line,
+            Some("observed_at"),
+            format!(
+                "{} is older than the retention period ({retention_days} days)",
+                o.observed_at.to_rfc3339()
+            ),
+        ));
+    }
     if o.observed_at > now + Duration::days(1) {
         return Err(LineError::new(
             line,
@@ -389,20 +400,19 @@ async fn process_chunk(
     let mut observations: Vec<Observation> = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Item::Observation(o, line) => match admit(&o, rules, line, now) {
-                Ok(()) => observations.push(o),
-                Err(e) => summary.reject(e),
-            },
+            Item::Observation(o, line) => {
+                match admit(&o, rules, line, now, state.settings.retention_days) {
+                    Ok(()) => observations.push(o),
+                    Err(e) => summary.reject(e),
+                }
+            }
             Item::Rejected(e) => summary.reject(e),
         }
     }
     if observations.is_empty() {
         return Ok(());
     }
-    state
-        .ingest_partitions
-        .ensure(&state.pool, observations.iter().map(|o| o.observed_at))
-        .await?;
+    store::ensure_partitions(&state.pool, observations.iter().map(|o| o.observed_at)).await?;
     let first_id = store::reserve_ids(tx).await?;
 
     let owners: Vec<Owner> = observations

@@ -3,7 +3,6 @@
 //! PostgreSQL), and retention by dropping whole partitions.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -14,12 +13,6 @@ use crate::db::copy::CopyIn;
 
 /// Rows per id block; a chunk never holds more (see migrations).
 pub const ID_BLOCK: usize = 65_536;
-
-/// The months this instance knows have a partition.
-#[derive(Default)]
-pub struct Partitions {
-    known: Mutex<HashSet<(i32, u32)>>,
-}
 
 fn month_start(year: i32, month: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, 1)
@@ -37,34 +30,32 @@ fn partition_name(year: i32, month: u32) -> String {
     format!("observations_y{year:04}m{month:02}")
 }
 
-impl Partitions {
-    /// Makes sure a partition exists for every month in `times`. Runs on
-    /// its own connection, outside the ingest transaction: the table is
-    /// created alone and then attached, which needs only a SHARE UPDATE
-    /// EXCLUSIVE lock on the parent and so never waits for ingest
-    /// transactions that are writing to it.
-    pub async fn ensure(
-        &self,
-        pool: &PgPool,
-        times: impl Iterator<Item = DateTime<Utc>>,
-    ) -> anyhow::Result<()> {
-        let wanted: HashSet<(i32, u32)> = times.map(|t| (t.year(), t.month())).collect();
-        let missing: Vec<(i32, u32)> = {
-            let known = self
-                .known
-                .lock()
-                .map_err(|_| anyhow::anyhow!("partition cache poisoned"))?;
-            wanted.into_iter().filter(|m| !known.contains(m)).collect()
-        };
-        for (year, month) in missing {
+/// Makes sure a monthly partition exists for every month in `times`. Asks the
+/// catalogue each time (one cheap query per chunk) rather than caching,
+/// because the retention job of any instance may drop a month. Missing
+/// ones are created on their own connection, outside the ingest
+/// transaction: the table is created alone and then attached, which
+/// needs only a SHARE UPDATE EXCLUSIVE lock on the parent and so never
+/// waits for ingest transactions that are writing to it.
+pub async fn ensure_partitions(
+    pool: &PgPool,
+    times: impl Iterator<Item = DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let wanted: HashSet<(i32, u32)> = times.map(|t| (t.year(), t.month())).collect();
+    let names: Vec<String> = wanted.iter().map(|&(y, m)| partition_name(y, m)).collect();
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'observations'::regclass AND c.relname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    for (year, month) in wanted {
+        if !existing.contains(&partition_name(year, month)) {
             create_partition(pool, year, month).await?;
-            self.known
-                .lock()
-                .map_err(|_| anyhow::anyhow!("partition cache poisoned"))?
-                .insert((year, month));
         }
-        Ok(())
     }
+    Ok(())
 }
 
 async fn create_partition(pool: &PgPool, year: i32, month: u32) -> anyhow::Result<()> {
@@ -126,6 +117,13 @@ pub async fn drop_expired_partitions(pool: &PgPool, days: u32) -> anyhow::Result
             continue;
         };
         if end.and_utc() <= cutoff {
+            // Detached concurrently first, so ingest writing to other months
+            // is not blocked; then the lone table goes.
+            sqlx::query(&format!(
+                "ALTER TABLE observations DETACH PARTITION {name} CONCURRENTLY"
+            ))
+            .execute(pool)
+            .await?;
             sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
                 .execute(pool)
                 .await?;

@@ -672,3 +672,55 @@ async fn crossing_batches_deadlock_cleanly() {
         "the winner's two lines, nothing of the victim"
     );
 }
+
+#[tokio::test]
+async fn retention_drops_whole_expired_months() {
+    let app = spawn_app().await;
+    let recent = (chrono::Utc::now() - chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    push_lines(
+        &app,
+        &[
+            line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+            line("192.0.2.1", &recent, "vulnerable"),
+        ],
+    )
+    .await;
+    let dropped = varsel::ingest::store::drop_expired_partitions(&app.pool, 365)
+        .await
+        .unwrap();
+    assert_eq!(dropped, ["observations_y2021m03"]);
+    assert_eq!(
+        count(&app, "observations").await,
+        1,
+        "the recent month stays"
+    );
+    // The finding and its history outlive the raw observations.
+    assert_eq!(findings(&app, "").await.len(), 1);
+    // Ingest into the dropped month still works: the partition comes back.
+    push_lines(
+        &app,
+        &[line("192.0.2.9", "2021-03-06T10:00:00Z", "vulnerable")],
+    )
+    .await;
+    assert_eq!(count(&app, "observations").await, 2);
+}
+
+#[tokio::test]
+async fn observations_older_than_the_retention_period_are_refused() {
+    let app = spawn_app_with(|s| s.retention_days = 30).await;
+    let r = push_lines(
+        &app,
+        &[line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable")],
+    )
+    .await;
+    assert_eq!(r["rejected"], 1);
+    assert_eq!(r["errors"][0]["field"], "observed_at");
+    assert!(
+        r["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retention"),
+        "{r}"
+    );
+}
