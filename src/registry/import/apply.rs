@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::snapshot::{ImportedAsn, ImportedNetwork, Rejection, Snapshot};
+use super::snapshot::{Rejection, Snapshot};
 
 /// Which importer owns the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,22 +77,52 @@ pub async fn apply(
 
     let org_ids = apply_organisations(&mut tx, &snapshot, channel, &mut summary).await?;
     apply_contacts(&mut tx, &snapshot, channel, &org_ids, &mut summary).await?;
-    apply_networks(
+    let networks = snapshot
+        .networks
+        .iter()
+        .map(|n| {
+            let label = format!("network {}", n.cidr);
+            (
+                n.cidr,
+                n.organisation_ref.as_str(),
+                n.source.as_str(),
+                n.name.clone(),
+                label,
+            )
+        })
+        .collect();
+    summary.networks = apply_versioned(
         &mut tx,
-        &snapshot.networks,
+        &NETWORKS,
+        networks,
         channel,
         &org_ids,
         now,
-        &mut summary,
+        &mut summary.rejected,
     )
     .await?;
-    apply_asns(
+    let asns = snapshot
+        .asns
+        .iter()
+        .map(|a| {
+            let label = format!("AS{}", a.asn);
+            (
+                i64::from(a.asn),
+                a.organisation_ref.as_str(),
+                "registry",
+                a.name.clone(),
+                label,
+            )
+        })
+        .collect();
+    summary.asns = apply_versioned(
         &mut tx,
-        &snapshot.asns,
+        &ASNS,
+        asns,
         channel,
         &org_ids,
         now,
-        &mut summary,
+        &mut summary.rejected,
     )
     .await?;
 
@@ -559,70 +589,4 @@ where
         .await?;
     }
     Ok(counts)
-}
-
-async fn apply_networks(
-    conn: &mut PgConnection,
-    networks: &[ImportedNetwork],
-    channel: Channel,
-    org_ids: &HashMap<String, i64>,
-    now: DateTime<Utc>,
-    summary: &mut ImportSummary,
-) -> anyhow::Result<()> {
-    let imported = networks
-        .iter()
-        .map(|n| {
-            (
-                n.cidr,
-                n.organisation_ref.as_str(),
-                n.source.as_str(),
-                n.name.clone(),
-                format!("network {}", n.cidr),
-            )
-        })
-        .collect();
-    summary.networks = apply_versioned(
-        conn,
-        &NETWORKS,
-        imported,
-        channel,
-        org_ids,
-        now,
-        &mut summary.rejected,
-    )
-    .await?;
-    Ok(())
-}
-
-async fn apply_asns(
-    conn: &mut PgConnection,
-    asns: &[ImportedAsn],
-    channel: Channel,
-    org_ids: &HashMap<String, i64>,
-    now: DateTime<Utc>,
-    summary: &mut ImportSummary,
-) -> anyhow::Result<()> {
-    let imported = asns
-        .iter()
-        .map(|a| {
-            (
-                i64::from(a.asn),
-                a.organisation_ref.as_str(),
-                "registry",
-                a.name.clone(),
-                format!("AS{}", a.asn),
-            )
-        })
-        .collect();
-    summary.asns = apply_versioned(
-        conn,
-        &ASNS,
-        imported,
-        channel,
-        org_ids,
-        now,
-        &mut summary.rejected,
-    )
-    .await?;
-    Ok(())
 }
