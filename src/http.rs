@@ -123,7 +123,7 @@ impl<T> Page<T> {
     }
 }
 
-/// `limit` query parameter: default 100, at most 1000.
+/// `limit` query parameter: default 100, at most 10 000.
 pub fn page_limit(limit: Option<u32>) -> Result<usize, crate::error::ApiError> {
     match limit {
         None => Ok(100),

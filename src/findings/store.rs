@@ -134,7 +134,9 @@ pub async fn lock_current(
     Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
-/// Column arrays for `unnest`, one entry per finding.
+/// Column arrays for `unnest` in [`update_existing`], one entry per
+/// finding: the columns a fold may change (the owner at detection never
+/// changes).
 #[derive(Default)]
 struct Columns {
     id: Vec<Option<i64>>,
@@ -148,10 +150,6 @@ struct Columns {
     last_seen: Vec<DateTime<Utc>>,
     resolved_at: Vec<Option<DateTime<Utc>>>,
     escalated_at: Vec<Option<DateTime<Utc>>>,
-    organisation_id: Vec<Option<i64>>,
-    network_id: Vec<Option<i64>>,
-    asn: Vec<Option<i64>>,
-    attribution: Vec<&'static str>,
     last_observation_id: Vec<Option<i64>>,
 }
 
@@ -169,10 +167,6 @@ impl Columns {
         self.last_seen.push(f.last_seen);
         self.resolved_at.push(f.resolved_at);
         self.escalated_at.push(f.escalated_at);
-        self.organisation_id.push(f.owner.organisation_id);
-        self.network_id.push(f.owner.network_id);
-        self.asn.push(f.owner.asn);
-        self.attribution.push(f.owner.attribution);
         self.last_observation_id.push(f.last_observation_id);
     }
 }

@@ -104,7 +104,6 @@ async fn ripe_sample_import_then_incremental_reimport() {
     );
     enc.write_all(changed.as_bytes()).unwrap();
     enc.finish().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let third = import(&app, &["ripe", "--country", "NO", gz.to_str().unwrap()]);
     assert_eq!(third["networks"]["changed"], 1, "{third}");
     assert_eq!(third["networks"]["ended"], 1, "{third}");
