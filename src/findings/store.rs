@@ -1,8 +1,14 @@
 //! Reading and writing findings and their history in bulk, inside the
-//! caller's transaction: lock the current findings of a set of keys, insert
+//! caller's transaction: read the current findings of a set of keys, insert
 //! new ones and append events (COPY), update changed ones (arrays through
 //! `unnest`). A chunk of tens of thousands of observations costs a handful
 //! of round trips.
+//!
+//! Concurrency is optimistic: reading takes no row locks; an update is
+//! addressed to the row version that was read (its `ctid`), so it misses a
+//! row another transaction rewrote in between, and the caller folds again.
+//! Locking every row read would cost a write per observation, most of them
+//! for findings a rescan leaves unchanged.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,6 +40,7 @@ fn attribution_name(s: &str) -> &'static str {
 
 #[derive(sqlx::FromRow)]
 struct Row {
+    version: String,
     id: i64,
     ip: IpAddr,
     port: i32,
@@ -59,7 +66,7 @@ const SELECT_COLUMNS: &str = "f.id, f.ip, f.port, f.protocol, f.check_id, f.stat
      f.severity, f.cves, f.first_seen, f.last_seen, f.resolved_at, f.escalated_at, f.organisation_id, \
      f.network_id, f.asn, f.attribution, f.last_observation_id";
 
-fn from_row(r: Row) -> Option<(Key, FindingState)> {
+fn from_row(r: Row) -> Option<(Key, FindingState, String)> {
     let key = Key {
         ip: r.ip,
         port: u16::try_from(r.port).ok()?,
@@ -87,7 +94,7 @@ fn from_row(r: Row) -> Option<(Key, FindingState)> {
         last_observation_id: r.last_observation_id,
         dirty: false,
     };
-    Some((key, state))
+    Some((key, state, r.version))
 }
 
 fn key_arrays<'a>(
@@ -106,24 +113,35 @@ fn key_arrays<'a>(
     (ips, ports, protocols, checks)
 }
 
-/// The current findings of `keys`, locked until the transaction ends (in id
-/// order, so concurrent batches cannot deadlock on them).
-pub async fn lock_current(
-    conn: &mut PgConnection,
-    keys: &[&Key],
-) -> Result<HashMap<Key, FindingState>, sqlx::Error> {
+/// The current findings of some keys, as read, and the row version each was
+/// read at (by finding id), to address the update to.
+#[derive(Default)]
+pub struct Current {
+    pub findings: HashMap<Key, FindingState>,
+    pub versions: HashMap<i64, String>,
+}
+
+/// The current findings of `keys` (sorted, so the probes walk the key index
+/// in order).
+///
+/// One index probe per key, whatever the planner thinks of the table: the
+/// `LATERAL … LIMIT 1` cannot be turned into a join that scans every
+/// finding, which the planner otherwise picks for a large batch against a
+/// table it considers small.
+pub async fn read_current(conn: &mut PgConnection, keys: &[&Key]) -> Result<Current, sqlx::Error> {
     if keys.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Current::default());
     }
     let (ips, ports, protocols, checks) = key_arrays(keys.iter().copied());
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {SELECT_COLUMNS}
-           FROM findings f
-           JOIN unnest($1::inet[], $2::int[], $3::text[], $4::text[]) AS k(ip, port, protocol, check_id)
-             ON f.ip = k.ip AND f.port = k.port AND f.protocol = k.protocol AND f.check_id = k.check_id
-          WHERE f.current
-          ORDER BY f.id
-          FOR UPDATE OF f"
+        "SELECT l.*
+           FROM unnest($1::inet[], $2::int[], $3::text[], $4::text[]) AS k(ip, port, protocol, check_id)
+          CROSS JOIN LATERAL (
+                SELECT f.ctid::text AS version, {SELECT_COLUMNS}
+                  FROM findings f
+                 WHERE f.ip = k.ip AND f.port = k.port AND f.protocol = k.protocol
+                   AND f.check_id = k.check_id AND f.current
+                 LIMIT 1) l"
     ))
     .bind(&ips)
     .bind(&ports)
@@ -131,14 +149,22 @@ pub async fn lock_current(
     .bind(&checks)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().filter_map(from_row).collect())
+    let mut current = Current::default();
+    for (key, state, version) in rows.into_iter().filter_map(from_row) {
+        if let Some(id) = state.id {
+            current.versions.insert(id, version);
+        }
+        current.findings.insert(key, state);
+    }
+    Ok(current)
 }
 
 /// Column arrays for `unnest` in [`update_existing`], one entry per
 /// finding: the columns a fold may change (the owner at detection never
 /// changes).
 #[derive(Default)]
-struct Columns {
+struct Columns<'a> {
+    version: Vec<Option<&'a str>>,
     id: Vec<Option<i64>>,
     current: Vec<bool>,
     status: Vec<&'static str>,
@@ -153,8 +179,9 @@ struct Columns {
     last_observation_id: Vec<Option<i64>>,
 }
 
-impl Columns {
-    fn push(&mut self, f: &FindingState) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, f: &FindingState, version: Option<&'a str>) {
+        self.version.push(version);
         self.id.push(f.id);
         self.current.push(f.current);
         self.status.push(f.status.as_str());
@@ -230,30 +257,40 @@ pub async fn copy_new(
     }
 }
 
-/// Writes back findings that have an id.
+/// Writes back findings that have an id, each to the row version it was
+/// read at. `false` when another transaction rewrote one of them since:
+/// the caller rolls back to its savepoint and folds again.
+///
+/// The ingest transaction turns hash and merge joins off (see
+/// `ingest::pipeline`), so this is one TID fetch per finding rather than a
+/// scan of the whole table.
 pub async fn update_existing(
     conn: &mut PgConnection,
     rows: &[&FindingState],
-) -> Result<(), sqlx::Error> {
+    versions: &HashMap<i64, String>,
+) -> Result<bool, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let mut c = Columns::default();
     for f in rows {
-        c.push(f);
+        let version = f.id.and_then(|id| versions.get(&id)).map(String::as_str);
+        c.push(f, version);
     }
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE findings f SET
             current = u.current, status = u.status, state = u.state, worst_state = u.worst_state,
             severity = u.severity, cves = coalesce(string_to_array(nullif(u.cves, ''), ','), '{}'),
             first_seen = u.first_seen, last_seen = u.last_seen, resolved_at = u.resolved_at,
             escalated_at = u.escalated_at, last_observation_id = u.last_observation_id, updated_at = now()
-           FROM unnest($1::bigint[], $2::bool[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::bigint[])
-             AS u(id, current, status, state, worst_state, severity, cves, first_seen, last_seen, resolved_at,
-                  escalated_at, last_observation_id)
-          WHERE f.id = u.id",
+           FROM unnest($1::text[]::tid[], $2::bigint[], $3::bool[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+                       $12::timestamptz[], $13::bigint[])
+             AS u(version, id, current, status, state, worst_state, severity, cves, first_seen, last_seen,
+                  resolved_at, escalated_at, last_observation_id)
+          WHERE f.ctid = u.version AND f.id = u.id",
     )
+    .bind(&c.version)
     .bind(&c.id)
     .bind(&c.current)
     .bind(&c.status)
@@ -267,8 +304,9 @@ pub async fn update_existing(
     .bind(&c.escalated_at)
     .bind(&c.last_observation_id)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(updated == rows.len() as u64)
 }
 
 /// One history event ready to store.

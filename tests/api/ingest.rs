@@ -596,6 +596,89 @@ async fn findings_read_api_filters_pages_and_formats() {
 /// Two streaming batches that lock the same findings in opposite orders:
 /// PostgreSQL breaks the deadlock, the victim answers 503 with Retry-After
 /// and stores nothing, the other batch is stored whole.
+type Chunks = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+
+/// A one-shot NDJSON push whose body the test writes as it goes; the body
+/// ends when the sender is dropped.
+fn streaming_push(
+    app: &TestApp,
+) -> (
+    Chunks,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    let request = app
+        .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+        .header("content-type", NDJSON)
+        .body(body)
+        .send();
+    (tx, tokio::spawn(request))
+}
+
+/// A request that has stored a chunk and waits for more of its body.
+const HOLDING_A_BATCH_OPEN: &str =
+    "state = 'idle in transaction' AND query LIKE 'COPY observations%'";
+/// A request whose update waits for another transaction's row lock.
+const WAITING_TO_UPDATE_A_FINDING: &str =
+    "wait_event_type = 'Lock' AND query LIKE '%UPDATE findings%'";
+
+/// Waits until `want` backends of the app's database match `condition`.
+async fn wait_for_backends(app: &TestApp, condition: &str, want: i64) {
+    let mut seen = 0;
+    for _ in 0..400 {
+        seen = sqlx::query_scalar::<_, i64>(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND {condition}"
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if seen == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{seen} backends, not {want}, match {condition}");
+}
+
+#[tokio::test]
+async fn a_finding_rewritten_meanwhile_is_folded_again() {
+    let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
+    let ip = "192.0.2.1";
+    push_lines(&app, &[line(ip, "2021-03-05T10:00:00Z", "vulnerable")]).await;
+
+    // A escalates the finding and keeps its transaction open.
+    let (a_tx, a) = streaming_push(&app);
+    let escalation = line(ip, "2021-03-05T12:00:00Z", "compromised");
+    a_tx.send(Ok(format!("{escalation}\n").into_bytes()))
+        .await
+        .unwrap();
+    wait_for_backends(&app, HOLDING_A_BATCH_OPEN, 1).await;
+    // B read the finding as it was before A and must wait to rewrite it.
+    let (b_tx, b) = streaming_push(&app);
+    let earlier = line(ip, "2021-03-05T11:00:00Z", "vulnerable");
+    b_tx.send(Ok(earlier.into_bytes())).await.unwrap();
+    drop(b_tx);
+    wait_for_backends(&app, WAITING_TO_UPDATE_A_FINDING, 1).await;
+    drop(a_tx);
+
+    for handle in [a, b] {
+        let response = handle.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // B's observation is older than A's: folded into what A stored, it
+    // changes nothing; folded into what B had read, it would have undone
+    // the escalation.
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["state"], "compromised", "{}", f[0]);
+    assert_eq!(f[0]["last_seen"], "2021-03-05T12:00:00Z");
+    assert_eq!(history(&app, &f[0]["id"]).await, ["opened", "escalated"]);
+    assert_eq!(count(&app, "observations").await, 3);
+}
+
 #[tokio::test]
 async fn crossing_batches_deadlock_cleanly() {
     let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
@@ -604,46 +687,18 @@ async fn crossing_batches_deadlock_cleanly() {
     push_lines(&app, &[k1.clone(), k2.clone()]).await;
     let before = count(&app, "observations").await;
 
-    let streaming = |first: String| {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-        let body =
-            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|chunk| (chunk, rx))
-            }));
-        let request = app
-            .request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
-            .header("content-type", NDJSON)
-            .body(body)
-            .send();
-        (tx, tokio::spawn(request), first)
-    };
     let later = |s: &str| s.replace("10:00:00", "11:00:00");
-    let (a_tx, a, a_first) = streaming(later(&k1));
-    let (b_tx, b, b_first) = streaming(later(&k2));
-    a_tx.send(Ok(format!("{a_first}\n").into_bytes()))
+    let (a_tx, a) = streaming_push(&app);
+    let (b_tx, b) = streaming_push(&app);
+    a_tx.send(Ok(format!("{}\n", later(&k1)).into_bytes()))
         .await
         .unwrap();
-    b_tx.send(Ok(format!("{b_first}\n").into_bytes()))
+    b_tx.send(Ok(format!("{}\n", later(&k2)).into_bytes()))
         .await
         .unwrap();
-
-    // Wait until both transactions have stored their first line (so hold
-    // its finding) and wait for more body.
-    let mut holding = 0;
-    for _ in 0..400 {
-        holding = sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                AND state = 'idle in transaction' AND query LIKE 'COPY observations%'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if holding == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(holding, 2, "both batches should hold their first finding");
+    // Both transactions have stored their first line (so hold its finding)
+    // and wait for more body.
+    wait_for_backends(&app, HOLDING_A_BATCH_OPEN, 2).await;
     a_tx.send(Ok(format!("{}\n", later(&k2)).into_bytes()))
         .await
         .unwrap();
