@@ -1,22 +1,35 @@
-//! Bulk writes with `COPY … FROM STDIN` in text format: the fastest way
-//! into PostgreSQL. Written by hand over sqlx's raw COPY because no
-//! maintained crate encodes rows for it; the format is small (tab-separated
-//! fields, `\N` for NULL, backslash escapes) and fully specified in the
-//! PostgreSQL manual ("COPY", "Text Format").
+//! Bulk writes with `COPY … FROM STDIN (FORMAT binary)`: the fastest way
+//! into PostgreSQL. In binary format the server skips parsing every field
+//! from text (timestamps, addresses, arrays), which was an eighth of its
+//! ingest time.
+//!
+//! Values are encoded by sqlx's own `Encode` (the encoding sqlx uses for
+//! bind parameters); only the framing is written here, because no
+//! maintained crate frames COPY rows for sqlx. The framing is small and
+//! fully specified in the PostgreSQL manual ("COPY", "Binary Format"): a
+//! signature and two header words, per row a field count and per field a
+//! length (-1 for NULL) and the value, and a trailer.
+//!
+//! Each value's Rust type must be the column's exact type (`i64` for
+//! `bigint`, `i32` for `integer`, `&str` for `text` and `json`, …): the
+//! server reads binary fields by the column's type, without conversions.
 
-use std::fmt::{Display, Write as _};
-
-use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
-use sqlx::postgres::PgCopyIn;
+use sqlx::postgres::{PgArgumentBuffer, PgCopyIn};
+use sqlx::{Encode, PgConnection, Postgres, encode::IsNull, error::BoxDynError};
 
 /// Bytes buffered before they are sent.
 const FLUSH_AT: usize = 1 << 20;
 
+const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
 pub struct CopyIn<'c> {
     copy: PgCopyIn<&'c mut PgConnection>,
-    buf: String,
-    row_start: bool,
+    buf: PgArgumentBuffer,
+    /// Where the current row's field count goes.
+    row_start: usize,
+    fields: i16,
+    /// The first value that could not be encoded; reported by `end_row`.
+    error: Option<BoxDynError>,
 }
 
 impl<'c> CopyIn<'c> {
@@ -27,135 +40,98 @@ impl<'c> CopyIn<'c> {
         columns: &str,
     ) -> Result<Self, sqlx::Error> {
         let copy = conn
-            .copy_in_raw(&format!("COPY {table} {columns} FROM STDIN"))
+            .copy_in_raw(&format!(
+                "COPY {table} {columns} FROM STDIN (FORMAT binary)"
+            ))
             .await?;
-        Ok(Self {
+        let mut buf = PgArgumentBuffer::default();
+        buf.reserve(FLUSH_AT + 64 * 1024);
+        buf.extend_from_slice(SIGNATURE);
+        buf.extend_from_slice(&0_i32.to_be_bytes()); // flags: no OIDs
+        buf.extend_from_slice(&0_i32.to_be_bytes()); // no header extension
+        let mut copy = Self {
             copy,
-            buf: String::with_capacity(FLUSH_AT + 64 * 1024),
-            row_start: true,
-        })
+            buf,
+            row_start: 0,
+            fields: 0,
+            error: None,
+        };
+        copy.begin_row();
+        Ok(copy)
     }
 
-    fn field(&mut self) -> &mut String {
-        if !self.row_start {
-            self.buf.push('\t');
+    fn begin_row(&mut self) {
+        self.row_start = self.buf.len();
+        self.buf.extend_from_slice(&0_i16.to_be_bytes());
+        self.fields = 0;
+    }
+
+    /// One field; `None` is NULL.
+    pub fn value<T>(&mut self, value: T) -> &mut Self
+    where
+        T: for<'q> Encode<'q, Postgres>,
+    {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        let len = match value.encode(&mut self.buf) {
+            Ok(IsNull::No) => i32::try_from(self.buf.len() - at - 4).ok(),
+            Ok(IsNull::Yes) => Some(-1),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                Some(-1)
+            }
+        };
+        let len = len.unwrap_or_else(|| {
+            self.error
+                .get_or_insert_with(|| "a value longer than 2 GiB".into());
+            -1
+        });
+        if len < 0 {
+            self.buf.truncate(at + 4);
         }
-        self.row_start = false;
-        &mut self.buf
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self.fields += 1;
+        self
     }
 
+    /// A `text` (or `json`) field. NUL, which PostgreSQL text cannot hold,
+    /// is replaced.
     pub fn text(&mut self, s: &str) -> &mut Self {
-        let buf = self.field();
-        escape_into(buf, s);
-        self
+        if s.contains('\0') {
+            self.value(s.replace('\0', "\u{FFFD}"))
+        } else {
+            self.value(s)
+        }
     }
 
     pub fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
         match s {
             Some(s) => self.text(s),
-            None => self.null(),
+            None => self.value(None::<&str>),
         }
-    }
-
-    /// A value whose `Display` needs no escaping (numbers, addresses).
-    pub fn plain(&mut self, v: impl Display) -> &mut Self {
-        let buf = self.field();
-        let _ = write!(buf, "{v}");
-        self
-    }
-
-    pub fn opt_plain(&mut self, v: Option<impl Display>) -> &mut Self {
-        match v {
-            Some(v) => self.plain(v),
-            None => self.null(),
-        }
-    }
-
-    pub fn time(&mut self, t: DateTime<Utc>) -> &mut Self {
-        self.plain(t.format("%Y-%m-%d %H:%M:%S%.6f+00"))
-    }
-
-    pub fn opt_time(&mut self, t: Option<DateTime<Utc>>) -> &mut Self {
-        match t {
-            Some(t) => self.time(t),
-            None => self.null(),
-        }
-    }
-
-    pub fn bool(&mut self, b: bool) -> &mut Self {
-        self.plain(if b { "t" } else { "f" })
-    }
-
-    /// A `text[]` value.
-    pub fn text_array(&mut self, items: &[String]) -> &mut Self {
-        let mut literal = String::from("{");
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                literal.push(',');
-            }
-            literal.push('"');
-            for c in item.chars() {
-                if c == '"' || c == '\\' {
-                    literal.push('\\');
-                }
-                literal.push(c);
-            }
-            literal.push('"');
-        }
-        literal.push('}');
-        self.text(&literal)
-    }
-
-    pub fn null(&mut self) -> &mut Self {
-        self.field().push_str("\\N");
-        self
     }
 
     /// Ends the row; sends the buffer when it is full.
     pub async fn end_row(&mut self) -> Result<(), sqlx::Error> {
-        self.buf.push('\n');
-        self.row_start = true;
+        if let Some(e) = self.error.take() {
+            return Err(sqlx::Error::Encode(e));
+        }
+        let count = self.fields.to_be_bytes();
+        self.buf[self.row_start..self.row_start + 2].copy_from_slice(&count);
         if self.buf.len() >= FLUSH_AT {
-            self.copy.send(self.buf.as_bytes()).await?;
+            self.copy.send(self.buf.as_slice()).await?;
             self.buf.clear();
         }
+        self.begin_row();
         Ok(())
     }
 
     /// Sends the rest and completes the COPY; returns the rows written.
     pub async fn finish(mut self) -> Result<u64, sqlx::Error> {
-        if !self.buf.is_empty() {
-            self.copy.send(self.buf.as_bytes()).await?;
-        }
+        // The row begun after the last `end_row` becomes the trailer.
+        self.buf.truncate(self.row_start);
+        self.buf.extend_from_slice(&(-1_i16).to_be_bytes());
+        self.copy.send(self.buf.as_slice()).await?;
         self.copy.finish().await
-    }
-}
-
-/// Backslash, tab, newline and carriage return escaped; NUL, which
-/// PostgreSQL text cannot hold, replaced.
-fn escape_into(buf: &mut String, s: &str) {
-    if !s.contains(['\\', '\t', '\n', '\r', '\0']) {
-        buf.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            '\0' => buf.push('\u{FFFD}'),
-            c => buf.push(c),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn copy_text_escapes() {
-        let mut b = String::new();
-        super::escape_into(&mut b, "a\tb\\c\nd\re\0");
-        assert_eq!(b, "a\\tb\\\\c\\nd\\re\u{FFFD}");
     }
 }

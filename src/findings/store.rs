@@ -223,26 +223,26 @@ pub async fn copy_new(
     )
     .await?;
     for (id, k, f) in rows {
-        copy.plain(id)
-            .plain(k.ip)
-            .plain(k.port)
+        copy.value(*id)
+            .value(k.ip)
+            .value(i32::from(k.port))
             .text(&k.protocol)
             .text(&k.check)
-            .bool(f.current)
-            .plain(f.status.as_str())
-            .plain(f.state.as_str())
-            .plain(f.worst_state.as_str())
-            .opt_plain(f.severity.map(Severity::as_str))
-            .text_array(&f.cves)
-            .time(f.first_seen)
-            .time(f.last_seen)
-            .opt_time(f.resolved_at)
-            .opt_time(f.escalated_at)
-            .opt_plain(f.owner.organisation_id)
-            .opt_plain(f.owner.network_id)
-            .opt_plain(f.owner.asn)
-            .plain(f.owner.attribution)
-            .opt_plain(f.last_observation_id);
+            .value(f.current)
+            .value(f.status.as_str())
+            .value(f.state.as_str())
+            .value(f.worst_state.as_str())
+            .value(f.severity.map(Severity::as_str))
+            .value(&f.cves)
+            .value(f.first_seen)
+            .value(f.last_seen)
+            .value(f.resolved_at)
+            .value(f.escalated_at)
+            .value(f.owner.organisation_id)
+            .value(f.owner.network_id)
+            .value(f.owner.asn)
+            .value(f.owner.attribution)
+            .value(f.last_observation_id);
         copy.end_row().await?;
     }
     match copy.finish().await {
@@ -330,14 +330,14 @@ pub async fn insert_events(
     )
     .await?;
     for e in events {
-        copy.plain(e.finding_id)
-            .time(e.event.at)
-            .plain(e.event.kind.as_str())
+        copy.value(e.finding_id)
+            .value(e.event.at)
+            .value(e.event.kind.as_str())
             .text(&e.event.reason)
-            .opt_plain(e.event.observation_id)
-            .opt_plain(e.scan_run_id)
-            .opt_plain(e.event.from_state.map(ObservationState::as_str))
-            .opt_plain(e.event.to_state.map(ObservationState::as_str));
+            .value(e.event.observation_id)
+            .value(e.scan_run_id)
+            .value(e.event.from_state.map(ObservationState::as_str))
+            .value(e.event.to_state.map(ObservationState::as_str));
         copy.end_row().await?;
     }
     copy.finish().await?;

@@ -173,26 +173,26 @@ pub async fn copy_rows(
     let mut copy = CopyIn::start(conn, table, COPY_COLUMNS).await?;
     for r in rows {
         let o = r.observation;
-        copy.plain(r.id)
-            .time(o.observed_at)
-            .opt_plain(r.scan_run_id)
-            .opt_plain(r.finding_id)
-            .plain(o.ip)
-            .plain(o.port)
+        copy.value(r.id)
+            .value(o.observed_at)
+            .value(r.scan_run_id)
+            .value(r.finding_id)
+            .value(o.ip)
+            .value(i32::from(o.port))
             .text(&o.protocol)
             .text(&o.check)
-            .plain(o.state.as_str())
-            .text_array(&o.cves)
-            .opt_plain(o.severity.map(|s| s.as_str()))
+            .value(o.state.as_str())
+            .value(&o.cves)
+            .value(o.severity.map(|s| s.as_str()))
             .opt_text(o.hostname.as_deref())
             .opt_text(o.product.as_deref())
             .opt_text(o.version.as_deref())
-            .opt_plain(o.asn)
+            .value(o.asn.map(i64::from))
             .opt_text(o.evidence.as_deref())
             .text(&o.raw)
-            .opt_plain(r.organisation_id)
-            .opt_plain(r.network_id)
-            .plain(r.attribution);
+            .value(r.organisation_id)
+            .value(r.network_id)
+            .value(r.attribution);
         copy.end_row().await?;
     }
     copy.finish().await?;

@@ -176,6 +176,42 @@ async fn bad_lines_are_reported_with_line_field_and_reason() {
 }
 
 #[tokio::test]
+async fn an_observation_is_stored_raw_and_normalised_as_sent() {
+    let app = spawn_app().await;
+    let raw = json!({
+        "ip": "2001:db8::1", "port": 8443, "protocol": "tcp", "observed_at": "2021-03-05T10:00:00.123456Z",
+        "check": "exchange-proxylogon", "state": "compromised", "severity": "critical",
+        "cves": ["CVE-2021-26855", "CVE-2021-27065"], "hostname": "mail\u{0}.eksempel.no",
+        "product": "Microsoft Exchange – Øst", "version": "15.2.792.3", "asn": 4_200_000_000_u32,
+        "evidence": { "path": "/owa/auth/x.js", "tab\there": "line\nbreak \\ \"quoted\"" }
+    })
+    .to_string();
+    push_lines(&app, std::slice::from_ref(&raw)).await;
+
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["ip"], "2001:db8::1");
+    assert_eq!(f[0]["port"], 8443);
+    assert_eq!(f[0]["asn"], 4_200_000_000_u32);
+    assert_eq!(f[0]["cves"], json!(["CVE-2021-26855", "CVE-2021-27065"]));
+    let (_, detail) = app
+        .get(&format!("/api/v1/findings/{}", f[0]["id"]), &app.read)
+        .await;
+    let o = &detail["observations"][0];
+    assert_eq!(o["raw"], raw.as_str(), "the line exactly as sent");
+    assert_eq!(o["observed_at"], "2021-03-05T10:00:00.123456Z");
+    assert_eq!(o["state"], "compromised");
+    assert_eq!(o["cves"], json!(["CVE-2021-26855", "CVE-2021-27065"]));
+    // PostgreSQL text cannot hold NUL; it is replaced, not refused.
+    assert_eq!(o["hostname"], "mail\u{FFFD}.eksempel.no");
+    assert_eq!(o["product"], "Microsoft Exchange – Øst");
+    assert_eq!(
+        o["evidence"],
+        json!({ "path": "/owa/auth/x.js", "tab\there": "line\nbreak \\ \"quoted\"" })
+    );
+}
+
+#[tokio::test]
 async fn a_retried_request_changes_nothing() {
     let app = spawn_app().await;
     let body = [
