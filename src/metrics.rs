@@ -14,6 +14,7 @@ pub struct Metrics {
     pub observations_accepted: IntCounter,
     pub observations_rejected: IntCounter,
     pub addresses_attributed: IntCounter,
+    pub findings_refolds: IntCounter,
 }
 
 impl Metrics {
@@ -39,11 +40,16 @@ impl Metrics {
             "addresses_attributed_total",
             "Addresses attributed by lookups",
         )?;
+        let findings_refolds = IntCounter::new(
+            "findings_refolds_total",
+            "Ingest chunks folded again because another request changed the same findings",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(observations_accepted.clone()))?;
         registry.register(Box::new(observations_rejected.clone()))?;
         registry.register(Box::new(addresses_attributed.clone()))?;
+        registry.register(Box::new(findings_refolds.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -51,6 +57,7 @@ impl Metrics {
             observations_accepted,
             observations_rejected,
             addresses_attributed,
+            findings_refolds,
         })
     }
 

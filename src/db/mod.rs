@@ -39,7 +39,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
 }
 
 pub async fn pool_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = options.application_name("varsel");
+    // JIT compilation pays off for long analytical queries; every query here
+    // is short, and compiling cost more than running them (100 ms against
+    // 50 ms for an ingest statement).
+    let options = options.application_name("varsel").options([("jit", "off")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))

@@ -121,6 +121,19 @@ pub struct Current {
     pub versions: HashMap<i64, String>,
 }
 
+impl Current {
+    /// Replaces what was read of `keys` with `fresh`, a newer read of them.
+    pub fn replace(&mut self, keys: &[&Key], fresh: Current) {
+        for key in keys {
+            if let Some(id) = self.findings.remove(*key).and_then(|f| f.id) {
+                self.versions.remove(&id);
+            }
+        }
+        self.findings.extend(fresh.findings);
+        self.versions.extend(fresh.versions);
+    }
+}
+
 /// The current findings of `keys` (sorted, so the probes walk the key index
 /// in order).
 ///

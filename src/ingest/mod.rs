@@ -1,7 +1,9 @@
 //! Ingestion: scan runs and observations pushed by scanners in many formats
-//! ([`formats`]), attributed, stored ([`store`]) and folded into findings,
-//! by the [`pipeline`]; the HTTP edge is [`routes`].
+//! ([`formats`]), attributed, stored ([`store`]) and folded into findings
+//! chunk by chunk ([`chunk`]), by the [`pipeline`]; the HTTP edge is
+//! [`routes`].
 
+pub mod chunk;
 pub mod formats;
 pub mod idempotency;
 pub mod observation;

@@ -11,28 +11,27 @@
 //!    request: a batch is stored completely or not at all, also when the
 //!    client disconnects mid-body or the server dies.
 
-use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 
 use axum::body::Body;
-use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use super::chunk::{self, Chunk, Touched};
 use super::formats::{self, Format, InputError, Item};
-use super::observation::{LineError, Observation};
-use super::store::{self, ID_BLOCK, StoredObservation};
+use super::observation::LineError;
+use super::store::ID_BLOCK;
 use crate::app::AppState;
-use crate::attribution::table::{Match, PrefixTable};
+use crate::attribution::table::PrefixTable;
 use crate::error::ApiError;
-use crate::findings::fold::{self, Folded, Owner, Seen};
-use crate::findings::store::{self as finding_store, Key, NewEvent};
+use crate::findings::store::{self as finding_store, Current};
 
 /// Rejected lines listed in a response; the count covers all of them.
 pub const MAX_LISTED_ERRORS: usize = 1000;
@@ -62,6 +61,16 @@ pub struct FindingCounts {
     pub resolved: u64,
 }
 
+impl FindingCounts {
+    pub(super) fn add(&mut self, other: &FindingCounts) {
+        self.opened += other.opened;
+        self.reopened += other.reopened;
+        self.changed += other.changed;
+        self.escalated += other.escalated;
+        self.resolved += other.resolved;
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AttributionCounts {
     pub network: u64,
@@ -85,7 +94,7 @@ pub struct IngestSummary {
 }
 
 impl IngestSummary {
-    fn reject(&mut self, e: LineError) {
+    pub(super) fn reject(&mut self, e: LineError) {
         self.rejected += 1;
         if self.errors.len() < MAX_LISTED_ERRORS {
             self.errors.push(e);
@@ -156,9 +165,14 @@ fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn tokio::io::AsyncRead + Se
     }
 }
 
-/// Parses the body on the current (blocking) thread, handing chunks of
-/// `chunk_rows` items to `sink` (which returns false to stop), and returns
-/// the request hash over everything the parser read.
+/// Parses the body on the current (blocking) thread, handing chunks of up
+/// to `chunk_rows` items to `sink` (which returns false to stop), and
+/// returns the request hash over everything the parser read.
+///
+/// The first chunks are smaller (an eighth, a quarter, a half of
+/// `chunk_rows`): the database starts on a request as soon as its first
+/// chunk is parsed, attributed and read ahead, and small first chunks keep
+/// that wait short.
 fn parse_body(
     spec: BodySpec,
     hasher: Sha256,
@@ -173,13 +187,15 @@ fn parse_body(
         hasher: hasher.clone(),
     };
     let input = Box::new(BufReader::with_capacity(256 * 1024, metered));
-    let mut chunk = Vec::with_capacity(chunk_rows);
+    let mut size = (chunk_rows / 8).max(1);
+    let mut chunk = Vec::with_capacity(size);
     for item in formats::parse(&spec.format, input) {
         match item {
             Ok(item) => {
                 chunk.push(item);
-                if chunk.len() >= chunk_rows {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows));
+                if chunk.len() >= size {
+                    size = (size * 2).min(chunk_rows);
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(size));
                     if !sink(Msg::Chunk(full)) {
                         return None;
                     }
@@ -261,10 +277,9 @@ pub async fn ingest(
     // key or by row address; with a chunk of 20 000 keys against a table of
     // a few hundred thousand findings, the planner would rather hash-join a
     // scan of the whole table (10x slower, and slower still as the table
-    // grows). JIT compilation costs more than these statements run.
+    // grows).
     sqlx::query(
-        "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-                set_config('jit', 'off', true)",
+        "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)",
     )
     .execute(&mut **tx)
     .await?;
@@ -273,27 +288,10 @@ pub async fn ingest(
         scan_run_id: rules.scan_run_id,
         ..IngestSummary::default()
     };
-    let mut failure = None;
-    while let Some(msg) = receiver.recv().await {
-        match msg {
-            Msg::Chunk(items) => {
-                if let Err(e) = process_chunk(state, tx, &table, &rules, items, &mut summary).await
-                {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            Msg::Failed(e) => {
-                failure = Some(input_problem(e));
-                break;
-            }
-        }
-    }
+    let stored = store_chunks(state, tx, &table, &rules, &mut receiver, &mut summary).await;
     // Dropping the receiver stops the parser at its next chunk.
     drop(receiver);
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    stored?;
     let hash = parser
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -316,353 +314,88 @@ pub async fn ingest(
     Ok((summary, hash))
 }
 
-/// Oldest observation time accepted; older ones are certainly a clock or
-/// parsing mistake, and would create partitions nobody wants.
-fn earliest_accepted() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(1990, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-/// Run-level rules and sanity checks a parser cannot know about.
-fn admit(
-    o: &Observation,
-    rules: &RunRules,
-    line: u64,
-    now: DateTime<Utc>,
-    retention_days: u32,
-) -> Result<(), LineError> {
-    if retention_days > 0 && o.observed_at < now - Duration::days(i64::from(retention_days)) {
-        return Err(LineError::new(
-            line,
-            Some("observed_at"),
-            format!(
-                "{} is older than the retention period ({retention_days} days)",
-                o.observed_at.to_rfc3339()
-            ),
-        ));
-    }
-    if o.observed_at > now + Duration::days(1) {
-        return Err(LineError::new(
-            line,
-            Some("observed_at"),
-            format!("{} is in the future", o.observed_at.to_rfc3339()),
-        ));
-    }
-    if o.observed_at < earliest_accepted() {
-        return Err(LineError::new(
-            line,
-            Some("observed_at"),
-            format!("{} is before 1990", o.observed_at.to_rfc3339()),
-        ));
-    }
-    if !rules.checks.is_empty() && !rules.checks.iter().any(|c| c == &o.check) {
-        return Err(LineError::new(
-            line,
-            Some("check"),
-            format!(
-                "{:?} is not one of this scan run's checks ({})",
-                o.check,
-                rules.checks.join(", ")
-            ),
-        ));
-    }
-    if !rules.scope.is_empty() && !rules.scope.iter().any(|n| n.contains(&o.ip)) {
-        return Err(LineError::new(
-            line,
-            Some("ip"),
-            format!("{} is outside this scan run's scope", o.ip),
-        ));
-    }
-    Ok(())
-}
-
-fn owner_of(m: Match<'_>, asn: Option<u32>) -> Owner {
-    match m {
-        Match::Network(n) => Owner {
-            organisation_id: Some(n.organisation_id),
-            network_id: Some(n.network_id),
-            asn: None,
-            attribution: "network",
-        },
-        Match::Asn(a) => Owner {
-            organisation_id: Some(a.organisation_id),
-            network_id: None,
-            asn: Some(i64::from(a.asn)),
-            attribution: "asn",
-        },
-        Match::None => Owner {
-            asn: asn.map(i64::from),
-            ..Owner::default()
-        },
-    }
-}
-
-async fn process_chunk(
+/// Stores the chunks as they arrive, in two stages that run at once: one
+/// admits and attributes each chunk and reads its current findings on a
+/// second connection (when the pool has one to spare), the other folds and
+/// writes them in the transaction. Two database backends then work for the
+/// request; see [`chunk`] for why reading outside the transaction is safe.
+async fn store_chunks(
     state: &AppState,
     tx: &mut Transaction<'static, Postgres>,
-    table: &Arc<PrefixTable>,
+    table: &PrefixTable,
     rules: &RunRules,
-    items: Vec<Item>,
+    receiver: &mut mpsc::Receiver<Msg>,
     summary: &mut IngestSummary,
 ) -> Result<(), ApiError> {
-    let now = Utc::now();
-    let started = std::time::Instant::now();
-    let mut observations: Vec<Observation> = Vec::with_capacity(items.len());
-    for item in items {
-        match item {
-            Item::Observation(o, line) => {
-                match admit(&o, rules, line, now, state.settings.retention_days) {
-                    Ok(()) => observations.push(o),
-                    Err(e) => summary.reject(e),
+    let mut reader = spare_connection(&state.pool).await;
+    // One chunk read ahead waits here while the transaction writes another.
+    let (ready, mut next) = mpsc::channel::<(Chunk, Option<Current>)>(1);
+    let admitted = &mut *summary;
+    let prepare = async move {
+        while let Some(msg) = receiver.recv().await {
+            let items = match msg {
+                Msg::Chunk(items) => items,
+                Msg::Failed(e) => return Err(input_problem(e)),
+            };
+            let Some(chunk) = chunk::prepare(state, table, rules, items, admitted) else {
+                continue;
+            };
+            let read = match reader.as_mut() {
+                Some(conn) => {
+                    let found = finding_store::read_current(conn, &chunk.keys()).await;
+                    read_ahead(found, &mut reader)
                 }
+                None => None,
+            };
+            if ready.send((chunk, read)).await.is_err() {
+                break; // the transaction failed; its error is the answer
             }
-            Item::Rejected(e) => summary.reject(e),
         }
-    }
-    if observations.is_empty() {
-        return Ok(());
-    }
-    store::ensure_partitions(&state.pool, observations.iter().map(|o| o.observed_at)).await?;
-    let first_id = store::reserve_ids(tx).await?;
-
-    let owners: Vec<Owner> = observations
-        .iter()
-        .map(|o| {
-            owner_of(
-                table.attribute(o.ip, o.observed_at.timestamp_micros(), o.asn),
-                o.asn,
-            )
-        })
-        .collect();
-    for owner in &owners {
-        match owner.attribution {
-            "network" => summary.attribution.network += 1,
-            "asn" => summary.attribution.asn += 1,
-            _ => summary.attribution.none += 1,
+        Ok(())
+    };
+    let mut stored = IngestSummary::default();
+    let write = async {
+        let mut touched = Touched::default();
+        while let Some((chunk, read)) = next.recv().await {
+            chunk::store(state, tx, rules, chunk, read, &mut touched, &mut stored).await?;
         }
-    }
-
-    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
-    for (i, o) in observations.iter().enumerate() {
-        by_key
-            .entry(Key {
-                ip: o.ip,
-                port: o.port,
-                protocol: o.protocol.clone(),
-                check: o.check.clone(),
-            })
-            .or_default()
-            .push(i);
-    }
-    let prepared = started.elapsed();
-    let finding_ids = fold_into_findings(
-        tx,
-        &observations,
-        &owners,
-        first_id,
-        &by_key,
-        rules,
-        summary,
-    )
-    .await?;
-    let folded = started.elapsed();
-
-    let rows: Vec<StoredObservation<'_>> = observations
-        .iter()
-        .enumerate()
-        .map(|(i, o)| StoredObservation {
-            id: first_id + i as i64,
-            scan_run_id: rules.scan_run_id,
-            finding_id: finding_ids[i],
-            organisation_id: owners[i].organisation_id,
-            network_id: owners[i].network_id,
-            attribution: owners[i].attribution,
-            observation: o,
-        })
-        .collect();
-    store::copy_observations(tx, &rows).await?;
-    summary.accepted += observations.len() as u64;
-    tracing::debug!(
-        rows = observations.len(),
-        prepare_ms = prepared.as_millis() as u64,
-        fold_ms = (folded - prepared).as_millis() as u64,
-        copy_ms = (started.elapsed() - folded).as_millis() as u64,
-        "chunk stored"
-    );
+        Ok::<_, ApiError>(())
+    };
+    let (prepared, written) = tokio::join!(prepare, write);
+    written?;
+    prepared?;
+    summary.accepted += stored.accepted;
+    summary.findings.add(&stored.findings);
     Ok(())
 }
 
-/// Folds the chunk into findings inside a savepoint; when a concurrent
-/// request created or rewrote one of the same findings first, the savepoint
-/// is rolled back and the fold runs again against what that request stored.
-async fn fold_into_findings(
-    tx: &mut Transaction<'static, Postgres>,
-    observations: &[Observation],
-    owners: &[Owner],
-    first_id: i64,
-    by_key: &HashMap<Key, Vec<usize>>,
-    rules: &RunRules,
-    summary: &mut IngestSummary,
-) -> Result<Vec<Option<i64>>, ApiError> {
-    // Each failed attempt waited for the competing transaction to finish, so
-    // attempts are bounded by the progress of others, not by a clock.
-    const ATTEMPTS: usize = 20;
-    for attempt in 1..=ATTEMPTS {
-        let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-        match fold_once(
-            &mut savepoint,
-            observations,
-            owners,
-            first_id,
-            by_key,
-            rules,
-        )
-        .await?
-        {
-            Some((ids, counts)) => {
-                savepoint.commit().await?;
-                let f = &mut summary.findings;
-                f.opened += counts.opened;
-                f.reopened += counts.reopened;
-                f.changed += counts.changed;
-                f.escalated += counts.escalated;
-                f.resolved += counts.resolved;
-                return Ok(ids);
-            }
-            None => {
-                savepoint.rollback().await?;
-                tracing::debug!(attempt, "concurrent finding creation; folding again");
-            }
-        }
-    }
-    Err(ApiError::Unavailable(
-        "findings kept changing under this batch; retry it".to_owned(),
-    ))
+/// The result of a read ahead; after a failure the request reads in its
+/// transaction from then on.
+fn read_ahead(
+    found: Result<Current, sqlx::Error>,
+    reader: &mut Option<PoolConnection<Postgres>>,
+) -> Option<Current> {
+    found
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "reading ahead failed; reading in the transaction");
+            *reader = None;
+        })
+        .ok()
 }
 
-/// `None` when a concurrent request created or rewrote one of the same
-/// findings first (fold again).
-async fn fold_once(
-    conn: &mut PgConnection,
-    observations: &[Observation],
-    owners: &[Owner],
-    first_id: i64,
-    by_key: &HashMap<Key, Vec<usize>>,
-    rules: &RunRules,
-) -> Result<Option<(Vec<Option<i64>>, FindingCounts)>, ApiError> {
-    let mut keys: Vec<&Key> = by_key.keys().collect();
-    // In index order, so the lookups walk the index instead of jumping.
-    keys.sort_unstable();
-    let t0 = std::time::Instant::now();
-    let finding_store::Current {
-        findings: mut existing,
-        versions,
-    } = finding_store::read_current(conn, &keys).await?;
-    let t_read = t0.elapsed();
-    let mut folds: Vec<(&Key, &Vec<usize>, Folded)> = Vec::with_capacity(by_key.len());
-    for (key, indices) in by_key {
-        let seen: Vec<Seen<'_>> = indices
-            .iter()
-            .map(|&i| Seen {
-                observation_id: first_id + i as i64,
-                observed_at: observations[i].observed_at,
-                state: observations[i].state,
-                severity: observations[i].severity,
-                cves: &observations[i].cves,
-                owner: owners[i],
-            })
-            .collect();
-        let folded = fold::fold(existing.remove(key), &seen);
-        folds.push((key, indices, folded));
+/// A connection to read ahead on: an idle one, or a new one while the pool
+/// has room. Never more than a moment in the pool's queue, so reading
+/// ahead cannot hold up other requests' transactions; without one the
+/// request reads in its transaction.
+async fn spare_connection(pool: &PgPool) -> Option<PoolConnection<Postgres>> {
+    if let Some(conn) = pool.try_acquire() {
+        return Some(conn);
     }
-
-    // Key order: new findings are written (and get their ids) in the same
-    // order by every batch, so two batches creating the same findings wait
-    // for each other instead of deadlocking.
-    folds.sort_unstable_by(|a, b| a.0.cmp(b.0));
-
-    // Updates first: a finding superseded here must stop being current
-    // before its successor is inserted.
-    let mut updates: Vec<&fold::FindingState> = folds
-        .iter()
-        .flat_map(|(_, _, f)| f.findings.iter())
-        .filter(|s| s.id.is_some() && s.dirty)
-        .collect();
-    // In id order, like every other batch: concurrent updates of the same
-    // findings then queue behind each other instead of deadlocking.
-    updates.sort_unstable_by_key(|s| s.id);
-    if !finding_store::update_existing(conn, &updates, &versions).await? {
-        return Ok(None);
+    if pool.size() >= pool.options().get_max_connections() {
+        return None;
     }
-    let t_update = t0.elapsed();
-
-    let new_rows: Vec<(&Key, &fold::FindingState)> = folds
-        .iter()
-        .flat_map(|(k, _, f)| {
-            f.findings
-                .iter()
-                .filter(|s| s.id.is_none())
-                .map(move |s| (*k, s))
-        })
-        .collect();
-    let first_new = if new_rows.is_empty() {
-        0
-    } else {
-        finding_store::reserve_ids(conn).await?
-    };
-    let numbered: Vec<(i64, &Key, &fold::FindingState)> = new_rows
-        .iter()
-        .enumerate()
-        .map(|(i, (k, f))| (first_new + i as i64, *k, *f))
-        .collect();
-    let (updates_len, inserts_len) = (updates.len(), numbered.len());
-    if !finding_store::copy_new(conn, &numbered).await? {
-        return Ok(None);
-    }
-    let mut new_ids = numbered.iter().map(|(id, _, _)| *id);
-
-    let mut counts = FindingCounts::default();
-    let mut observation_finding = vec![None; observations.len()];
-    let mut events = Vec::new();
-    for (_, indices, folded) in &folds {
-        let ids: Vec<Option<i64>> = folded
-            .findings
-            .iter()
-            .map(|s| s.id.or_else(|| new_ids.next()))
-            .collect();
-        for (pos, slot) in folded.observation_finding.iter().enumerate() {
-            observation_finding[indices[pos]] = slot.and_then(|s| ids[s]);
-        }
-        for event in &folded.events {
-            if let Some(finding_id) = ids[event.finding] {
-                match event.kind {
-                    fold::EventKind::Opened => counts.opened += 1,
-                    fold::EventKind::Reopened => counts.reopened += 1,
-                    fold::EventKind::Changed => counts.changed += 1,
-                    fold::EventKind::Escalated => counts.escalated += 1,
-                    fold::EventKind::Resolved => counts.resolved += 1,
-                }
-                events.push(NewEvent {
-                    finding_id,
-                    scan_run_id: rules.scan_run_id,
-                    event,
-                });
-            }
-        }
-    }
-    let t_write = t0.elapsed();
-    finding_store::insert_events(conn, &events).await?;
-    tracing::debug!(
-        keys = keys.len(),
-        read_ms = t_read.as_millis() as u64,
-        updates = updates_len,
-        fold_and_update_ms = (t_update - t_read).as_millis() as u64,
-        inserts = inserts_len,
-        insert_ms = (t_write - t_update).as_millis() as u64,
-        events = events.len(),
-        events_ms = (t0.elapsed() - t_write).as_millis() as u64,
-        "findings folded"
-    );
-    Ok(Some((observation_finding, counts)))
+    tokio::time::timeout(std::time::Duration::from_millis(200), pool.acquire())
+        .await
+        .ok()?
+        .ok()
 }

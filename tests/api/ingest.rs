@@ -632,6 +632,63 @@ async fn findings_read_api_filters_pages_and_formats() {
 /// Two streaming batches that lock the same findings in opposite orders:
 /// PostgreSQL breaks the deadlock, the victim answers 503 with Retry-After
 /// and stores nothing, the other batch is stored whole.
+#[tokio::test]
+async fn one_request_folds_a_finding_across_its_chunks() {
+    // One line per chunk: each chunk's findings are read ahead, outside the
+    // transaction, while the previous chunk is written inside it.
+    let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
+    let (a, b) = ("192.0.2.1", "192.0.2.2");
+    let r = push_lines(
+        &app,
+        &[
+            line(a, "2021-03-05T10:00:00Z", "vulnerable"),
+            line(b, "2021-03-05T10:00:00Z", "vulnerable"),
+            line(a, "2021-03-05T11:00:00Z", "compromised"),
+            line(a, "2021-03-05T12:00:00Z", "not_vulnerable"),
+            line(b, "2021-03-05T09:00:00Z", "not_vulnerable"),
+            line(a, "2021-03-05T13:00:00Z", "vulnerable"),
+        ],
+    )
+    .await;
+    assert_eq!(r["accepted"], 6, "{r}");
+    assert_eq!(r["findings"]["opened"], 2, "{r}");
+    let f = findings(&app, "").await;
+    assert_eq!(f.len(), 2);
+    let of = |ip: &str| f.iter().find(|x| x["ip"] == ip).unwrap().clone();
+    assert_eq!(of(a)["status"], "open");
+    assert_eq!(of(a)["worst_state"], "compromised");
+    assert_eq!(of(a)["last_seen"], "2021-03-05T13:00:00Z");
+    assert_eq!(
+        history(&app, &of(a)["id"]).await,
+        ["opened", "escalated", "resolved", "reopened"]
+    );
+    // The late negative observation of b does not resolve it.
+    assert_eq!(of(b)["status"], "open");
+    assert_eq!(history(&app, &of(b)["id"]).await, ["opened"]);
+    assert_eq!(count(&app, "findings").await, 2);
+    // Alone, a request never trips over its own writes: what it wrote is
+    // read inside its transaction, not ahead of it.
+    assert_eq!(refolds(&app).await, 0);
+}
+
+/// How often chunks were folded again after a concurrent change.
+async fn refolds(app: &TestApp) -> u64 {
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("varsel_findings_refolds_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no refold counter in {metrics}"))
+}
+
 type Chunks = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
 
 /// A one-shot NDJSON push whose body the test writes as it goes; the body
@@ -713,6 +770,45 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
     assert_eq!(f[0]["last_seen"], "2021-03-05T12:00:00Z");
     assert_eq!(history(&app, &f[0]["id"]).await, ["opened", "escalated"]);
     assert_eq!(count(&app, "observations").await, 3);
+    assert!(refolds(&app).await >= 1, "B noticed and folded again");
+}
+
+#[tokio::test]
+async fn a_negative_observation_resolves_a_finding_created_meanwhile() {
+    let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
+    let (held, k) = ("192.0.2.1", "192.0.2.2");
+    push_lines(&app, &[line(held, "2021-03-05T10:00:00Z", "vulnerable")]).await;
+
+    // C rewrites `held` and keeps its transaction open.
+    let (c_tx, c) = streaming_push(&app);
+    let rewrite = line(held, "2021-03-05T12:00:00Z", "vulnerable");
+    c_tx.send(Ok(format!("{rewrite}\n").into_bytes()))
+        .await
+        .unwrap();
+    wait_for_backends(&app, HOLDING_A_BATCH_OPEN, 1).await;
+    // A's first chunk waits for C; its second, a negative observation of
+    // `k`, is read ahead meanwhile: no finding yet.
+    let (a_tx, a) = streaming_push(&app);
+    let lines = [
+        line(held, "2021-03-05T11:00:00Z", "vulnerable"),
+        line(k, "2021-03-05T12:00:00Z", "not_vulnerable"),
+    ];
+    a_tx.send(Ok(lines.join("\n").into_bytes())).await.unwrap();
+    drop(a_tx);
+    wait_for_backends(&app, WAITING_TO_UPDATE_A_FINDING, 1).await;
+    // B opens a finding for `k` from an earlier observation.
+    push_lines(&app, &[line(k, "2021-03-05T10:00:00Z", "vulnerable")]).await;
+    drop(c_tx);
+
+    for handle in [c, a] {
+        let response = handle.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // A's observation is the newest of `k`: it resolves what B opened.
+    let f = findings(&app, &format!("cidr={k}/32")).await;
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0]["status"], "resolved", "{}", f[0]);
+    assert_eq!(history(&app, &f[0]["id"]).await, ["opened", "resolved"]);
 }
 
 #[tokio::test]
