@@ -55,8 +55,8 @@ impl Chunk {
     }
 }
 
-/// The keys a request has written findings for, as hashes. A collision only
-/// costs a needless read.
+/// The keys a request has written findings for (inserted or updated), as
+/// hashes. A collision only costs a needless read.
 #[derive(Default)]
 pub struct Touched(HashSet<u64>);
 
@@ -260,9 +260,6 @@ pub async fn store(
         })
         .collect();
     store::copy_observations(tx, &rows).await?;
-    for (key, _) in &chunk.groups {
-        touched.insert(key);
-    }
     summary.accepted += chunk.observations.len() as u64;
     tracing::debug!(
         rows = chunk.observations.len(),
@@ -283,7 +280,7 @@ async fn fold_into_findings(
     chunk: &Chunk,
     first_id: i64,
     mut read: Option<Current>,
-    touched: &Touched,
+    touched: &mut Touched,
     rules: &RunRules,
     summary: &mut IngestSummary,
 ) -> Result<Vec<Option<i64>>, ApiError> {
@@ -293,10 +290,13 @@ async fn fold_into_findings(
     for attempt in 1..=ATTEMPTS {
         let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
         match fold_once(&mut savepoint, chunk, first_id, read.take(), touched, rules).await? {
-            Some((ids, counts)) => {
+            Some(folding) => {
                 savepoint.commit().await?;
-                summary.findings.add(&counts);
-                return Ok(ids);
+                summary.findings.add(&folding.counts);
+                for key in folding.written {
+                    touched.insert(key);
+                }
+                return Ok(folding.observation_finding);
             }
             None => {
                 savepoint.rollback().await?;
@@ -310,16 +310,25 @@ async fn fold_into_findings(
     ))
 }
 
+/// What a fold wrote.
+struct Folding<'c> {
+    /// The finding of each observation of the chunk, if it has one.
+    observation_finding: Vec<Option<i64>>,
+    counts: FindingCounts,
+    /// Keys whose findings were inserted or updated.
+    written: Vec<&'c Key>,
+}
+
 /// `None` when a concurrent request created or rewrote one of the same
 /// findings first (fold again).
-async fn fold_once(
+async fn fold_once<'c>(
     conn: &mut PgConnection,
-    chunk: &Chunk,
+    chunk: &'c Chunk,
     first_id: i64,
     read: Option<Current>,
     touched: &Touched,
     rules: &RunRules,
-) -> Result<Option<(Vec<Option<i64>>, FindingCounts)>, ApiError> {
+) -> Result<Option<Folding<'c>>, ApiError> {
     let keys = chunk.keys();
     let t0 = Instant::now();
     let read_ahead = read.is_some();
@@ -464,5 +473,14 @@ async fn fold_once(
         events_ms = (t0.elapsed() - t_write).as_millis() as u64,
         "findings folded"
     );
-    Ok(Some((observation_finding, counts)))
+    let written = folds
+        .iter()
+        .filter(|(_, _, f)| f.findings.iter().any(|s| s.id.is_none() || s.dirty))
+        .map(|(key, _, _)| *key)
+        .collect();
+    Ok(Some(Folding {
+        observation_finding,
+        counts,
+        written,
+    }))
 }
