@@ -383,16 +383,20 @@ fn read_ahead(
         .ok()
 }
 
-/// A connection to read ahead on: an idle one, or a new one while the pool
-/// has room. Never more than a moment in the pool's queue, so reading
-/// ahead cannot hold up other requests' transactions; without one the
-/// request reads in its transaction.
+/// A connection to read ahead on, while a quarter of the pool stays free
+/// for other requests: an idle one, or a new one while the pool has room.
+/// Never more than a moment in the pool's queue; without one the request
+/// reads in its transaction.
 async fn spare_connection(pool: &PgPool) -> Option<PoolConnection<Postgres>> {
+    let max = pool.options().get_max_connections();
+    let available = u32::try_from(pool.num_idle())
+        .unwrap_or(u32::MAX)
+        .saturating_add(max.saturating_sub(pool.size()));
+    if available <= max / 4 {
+        return None;
+    }
     if let Some(conn) = pool.try_acquire() {
         return Some(conn);
-    }
-    if pool.size() >= pool.options().get_max_connections() {
-        return None;
     }
     tokio::time::timeout(std::time::Duration::from_millis(200), pool.acquire())
         .await
