@@ -354,10 +354,13 @@ async fn store_chunks(
         Ok(())
     };
     let mut stored = IngestSummary::default();
-    let write = async {
+    let written = &mut stored;
+    // Owns the receiving end: when the transaction fails, the channel
+    // closes and the first stage stops instead of waiting to hand over.
+    let write = async move {
         let mut touched = Touched::default();
         while let Some((chunk, read)) = next.recv().await {
-            chunk::store(state, tx, rules, chunk, read, &mut touched, &mut stored).await?;
+            chunk::store(state, tx, rules, chunk, read, &mut touched, written).await?;
         }
         Ok::<_, ApiError>(())
     };

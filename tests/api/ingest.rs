@@ -837,12 +837,29 @@ async fn crossing_batches_deadlock_cleanly() {
     b_tx.send(Ok(format!("{}\n", later(&k1)).into_bytes()))
         .await
         .unwrap();
+    // More lines behind the crossing ones: the victim must answer although
+    // chunks are still queued when its transaction fails.
+    for (tx, ip) in [(&a_tx, "192.0.2.10"), (&b_tx, "192.0.2.20")] {
+        let rest: String = (0..8)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    line(ip, &format!("2021-03-05T0{i}:00:00Z"), "vulnerable")
+                )
+            })
+            .collect();
+        tx.send(Ok(rest.into_bytes())).await.unwrap();
+    }
     drop(a_tx);
     drop(b_tx);
 
     let mut statuses = Vec::new();
     for handle in [a, b] {
-        let response = handle.await.unwrap().unwrap();
+        let response = tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+            .await
+            .expect("both requests answer")
+            .unwrap()
+            .unwrap();
         let status = response.status();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             assert!(response.headers().get("retry-after").is_some());
@@ -855,8 +872,8 @@ async fn crossing_batches_deadlock_cleanly() {
     assert_eq!(statuses, [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE]);
     assert_eq!(
         count(&app, "observations").await,
-        before + 2,
-        "the winner's two lines, nothing of the victim"
+        before + 10,
+        "the winner's ten lines, nothing of the victim"
     );
 }
 
