@@ -7,21 +7,16 @@
 //!
 //! The current findings of a chunk may have been read outside the
 //! transaction, on a second connection while the previous chunk was being
-//! written (see [`super::pipeline`]). Such a read takes no row locks and
-//! cannot see what this request has written itself, nor what others wrote
-//! since. Every way that could mislead the fold is caught before commit,
-//! and the chunk is folded again from a read inside the transaction:
-//!
-//! - a finding rewritten since: the update, addressed to the row version
-//!   read, finds nothing ([`crate::findings::store`]);
-//! - a finding created since, where the chunk creates one too: the unique
-//!   key refuses the second;
-//! - a finding created since, where the chunk saw only negative
-//!   observations and writes nothing: those keys are read again.
-//!
-//! Keys this request wrote in earlier chunks are read inside the
-//! transaction from the start ([`Touched`]), so that a request never has to
-//! fold again because of itself.
+//! written (see [`super::pipeline`]). The request holds the findings writer
+//! lock ([`crate::findings::store::lock_writers`]) from before the first
+//! such read, so no other request creates or changes findings meanwhile;
+//! what the read cannot see is what this request wrote itself in earlier
+//! chunks. Keys it wrote are therefore read again inside the transaction
+//! ([`Touched`]). Should anything else rewrite a finding in between (a
+//! writer that does not take the lock), the update, addressed to the row
+//! version read, finds nothing, and the chunk is folded again from a read
+//! inside the transaction; a second current finding for a key is refused
+//! by the unique key, with the same effect.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -331,7 +326,6 @@ async fn fold_once<'c>(
 ) -> Result<Option<Folding<'c>>, ApiError> {
     let keys = chunk.keys();
     let t0 = Instant::now();
-    let read_ahead = read.is_some();
     let current = match read {
         Some(mut read) => {
             let own: Vec<&Key> = keys
@@ -374,23 +368,6 @@ async fn fold_once<'c>(
 
     // Updates first: a finding superseded here must stop being current
     // before its successor is inserted.
-    if read_ahead {
-        // A key read ahead as having no finding, which this chunk leaves
-        // without one (it saw only negative observations), writes nothing
-        // that would reveal a finding created since: check those now.
-        let unwritten: Vec<&Key> = folds
-            .iter()
-            .filter(|(_, _, f)| f.findings.is_empty())
-            .map(|(key, _, _)| *key)
-            .collect();
-        if !finding_store::read_current(conn, &unwritten)
-            .await?
-            .findings
-            .is_empty()
-        {
-            return Ok(None);
-        }
-    }
     let t_fold = t0.elapsed();
     let mut updates: Vec<&fold::FindingState> = folds
         .iter()

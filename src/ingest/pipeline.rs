@@ -273,6 +273,10 @@ pub async fn ingest(
         })
     });
 
+    // Before anything is read: then nothing but this request can create a
+    // finding until it commits, and what it reads ahead stays true but for
+    // its own writes (see `chunk`).
+    finding_store::lock_writers(tx).await?;
     // For this transaction only. Every statement of the fold probes rows by
     // key or by row address; with a chunk of 20 000 keys against a table of
     // a few hundred thousand findings, the planner would rather hash-join a

@@ -147,6 +147,7 @@ pub async fn finish(
     let resolved: i64 = if run.scope.is_empty() || run.checks.is_empty() {
         0
     } else {
+        crate::findings::store::lock_writers(conn).await?;
         sqlx::query_scalar(
             "WITH resolved AS (
                 UPDATE findings f
