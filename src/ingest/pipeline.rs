@@ -5,11 +5,14 @@
 //!    hashes it for `Idempotency-Key`, enforces the size limit, parses it
 //!    with the chosen format and hands over chunks through a bounded channel
 //!    (so memory stays bounded whatever the body's size);
-//! 2. the async side attributes each chunk with the in-memory prefix table,
-//!    folds it into findings ([`crate::findings::fold`]) and writes findings,
-//!    history and observations (`COPY`), all in one transaction for the whole
-//!    request: a batch is stored completely or not at all, also when the
-//!    client disconnects mid-body or the server dies.
+//! 2. an async stage admits and attributes each chunk with the in-memory
+//!    prefix table and reads its current findings ahead on a second
+//!    connection;
+//! 3. another folds it into findings ([`crate::findings::fold`]) and writes
+//!    findings, history and observations (`COPY`) ([`super::chunk`]), all
+//!    in one transaction for the whole request, which holds the findings
+//!    writer lock: a batch is stored completely or not at all, also when
+//!    the client disconnects mid-body or the server dies.
 
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
