@@ -26,15 +26,7 @@ async fn health_readiness_metrics_and_openapi() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("varsel_http_requests_total"), "{metrics}");
 
     let doc: serde_json::Value = app

@@ -155,6 +155,18 @@ async fn spawn_on(settings: Settings) -> TestApp {
 }
 
 impl TestApp {
+    /// The Prometheus exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))

@@ -673,15 +673,7 @@ async fn one_request_folds_a_finding_across_its_chunks() {
 
 /// How often chunks were folded again after a concurrent change.
 async fn refolds(app: &TestApp) -> u64 {
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     metrics
         .lines()
         .find_map(|l| l.strip_prefix("varsel_findings_refolds_total "))
@@ -739,6 +731,29 @@ async fn wait_for_backends(app: &TestApp, condition: &str, want: i64) {
     panic!("{seen} backends, not {want}, match {condition}");
 }
 
+/// A transaction of the test's own, holding the row of the finding of `ip`.
+async fn hold_finding(app: &TestApp, ip: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM findings WHERE ip = $1::inet FOR UPDATE")
+        .bind(ip)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// The response of a pushed request, which must come within 30 s.
+async fn answer(
+    request: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    what: &str,
+) -> reqwest::Response {
+    tokio::time::timeout(std::time::Duration::from_secs(30), request)
+        .await
+        .expect(what)
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_finding_rewritten_meanwhile_is_folded_again() {
     let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
@@ -754,12 +769,7 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
 
     // A's first chunk waits for a row lock the test holds; its second, a
     // sighting of `f`, is read ahead meanwhile.
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM findings WHERE ip = $1::inet FOR UPDATE")
-        .bind(stall)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_finding(&app, stall).await;
     let (a_tx, a) = streaming_push(&app);
     let lines = [
         line(stall, "2021-03-05T11:00:00Z", "vulnerable"),
@@ -782,11 +792,7 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
     .unwrap();
     holder.commit().await.unwrap();
 
-    let response = tokio::time::timeout(std::time::Duration::from_secs(30), a)
-        .await
-        .expect("the request answers")
-        .unwrap()
-        .unwrap();
+    let response = answer(a, "the request answers").await;
     assert_eq!(response.status(), StatusCode::OK);
     // A's sighting is older than the rewrite: folded into the finding as it
     // now is, it changes nothing; folded into what A had read, it would
@@ -814,12 +820,7 @@ async fn a_deadlock_victim_answers_at_once_and_stores_nothing() {
     // The test holds x; A rewrites y, then waits for x, with more lines
     // queued behind; the test then waits for y: a deadlock, and A, waiting
     // longest, is the one PostgreSQL breaks.
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM findings WHERE ip = $1::inet FOR UPDATE")
-        .bind(x)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let mut holder = hold_finding(&app, x).await;
     let (a_tx, a) = streaming_push(&app);
     let mut lines = vec![
         line(y, "2021-03-05T11:00:00Z", "vulnerable"),
@@ -842,11 +843,7 @@ async fn a_deadlock_victim_answers_at_once_and_stores_nothing() {
         .unwrap();
     holder.commit().await.unwrap();
 
-    let response = tokio::time::timeout(std::time::Duration::from_secs(30), a)
-        .await
-        .expect("the victim answers")
-        .unwrap()
-        .unwrap();
+    let response = answer(a, "the victim answers").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get("retry-after").is_some());
     let problem: Value = response.json().await.unwrap();
@@ -897,11 +894,7 @@ async fn concurrent_batches_over_the_same_findings_take_turns() {
     drop(b_tx);
 
     for handle in [a, b] {
-        let response = tokio::time::timeout(std::time::Duration::from_secs(30), handle)
-            .await
-            .expect("both requests answer")
-            .unwrap()
-            .unwrap();
+        let response = answer(handle, "both requests answer").await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(count(&app, "observations").await, before + 20);
