@@ -757,37 +757,25 @@ async fn answer(
 #[tokio::test]
 async fn a_finding_rewritten_meanwhile_is_folded_again() {
     let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
-    let (stall, f) = ("192.0.2.9", "192.0.2.1");
-    push_lines(
-        &app,
-        &[
-            line(stall, "2021-03-05T10:00:00Z", "vulnerable"),
-            line(f, "2021-03-05T10:00:00Z", "vulnerable"),
-        ],
-    )
-    .await;
+    let f = "192.0.2.1";
+    push_lines(&app, &[line(f, "2021-03-05T10:00:00Z", "vulnerable")]).await;
 
-    // A's first chunk waits for a row lock the test holds; its second, a
-    // sighting of `f`, is read ahead meanwhile.
-    let holder = hold_finding(&app, stall).await;
+    // A reads `f` ahead (its transaction gets the chunk only after that
+    // read), then waits to rewrite it: the test holds the row.
+    let mut holder = hold_finding(&app, f).await;
     let (a_tx, a) = streaming_push(&app);
-    let lines = [
-        line(stall, "2021-03-05T11:00:00Z", "vulnerable"),
-        line(f, "2021-03-05T11:00:00Z", "vulnerable"),
-    ];
-    a_tx.send(Ok(lines.join("\n").into_bytes())).await.unwrap();
+    let sighting = line(f, "2021-03-05T11:00:00Z", "vulnerable");
+    a_tx.send(Ok(sighting.into_bytes())).await.unwrap();
     drop(a_tx);
     wait_for_backends(&app, WAITING_TO_UPDATE_A_FINDING, 1).await;
-    // Reading ahead is one quick query; give it ample time to have run.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    // Another writer (one that does not take the writers' lock: an operator
-    // with psql, say) records a later compromise of `f`.
+    // Meanwhile another writer (one that does not take the writers' lock:
+    // an operator with psql, say) records a later compromise of `f`.
     sqlx::query(
         "UPDATE findings SET state = 'compromised', worst_state = 'compromised',
                 last_seen = '2021-03-05T12:00:00Z' WHERE ip = $1::inet",
     )
     .bind(f)
-    .execute(&app.pool)
+    .execute(&mut *holder)
     .await
     .unwrap();
     holder.commit().await.unwrap();
