@@ -1,8 +1,9 @@
 //! The database connection: creating the database when it is missing,
 //! applying the embedded migrations, the readiness check, and bulk writes
-//! with COPY ([`copy`]).
+//! with COPY ([`copy`]) and the dense id ranges they use ([`ids`]).
 
 pub mod copy;
+pub mod ids;
 
 use std::time::Duration;
 

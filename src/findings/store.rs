@@ -233,13 +233,6 @@ pub async fn lock_writers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The first id of a fresh block of 65 536 finding ids.
-pub async fn reserve_ids(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT nextval('finding_id_blocks')")
-        .fetch_one(conn)
-        .await
-}
-
 /// Writes new findings (ids already assigned) with COPY. `false` when a
 /// concurrent batch created one of the same current findings first: the
 /// caller rolls back to its savepoint, locks that one and folds again.

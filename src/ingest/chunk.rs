@@ -31,6 +31,7 @@ use super::pipeline::{FindingCounts, IngestSummary, RunRules};
 use super::store::{self, StoredObservation};
 use crate::app::AppState;
 use crate::attribution::table::{Match, PrefixTable};
+use crate::db::ids::{self, IdSeries};
 use crate::error::ApiError;
 use crate::findings::fold::{self, Folded, Owner, Seen};
 use crate::findings::store::{self as finding_store, Current, Key, NewEvent};
@@ -234,7 +235,7 @@ pub async fn store(
         chunk.observations.iter().map(|o| o.observed_at),
     )
     .await?;
-    let first_id = store::reserve_ids(tx).await?;
+    let first_id = ids::reserve(tx, IdSeries::Observations, chunk.observations.len()).await?;
     let finding_ids =
         fold_into_findings(state, tx, &chunk, first_id, read, touched, rules, summary).await?;
     let folded = started.elapsed();
@@ -394,7 +395,7 @@ async fn fold_once<'c>(
     let first_new = if new_rows.is_empty() {
         0
     } else {
-        finding_store::reserve_ids(conn).await?
+        ids::reserve(conn, IdSeries::Findings, new_rows.len()).await?
     };
     let numbered: Vec<(i64, &Key, &fold::FindingState)> = new_rows
         .iter()

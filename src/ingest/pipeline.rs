@@ -30,7 +30,6 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::chunk::{self, Chunk, Touched};
 use super::formats::{self, Format, InputError, Item};
 use super::observation::LineError;
-use super::store::ID_BLOCK;
 use crate::app::AppState;
 use crate::attribution::table::PrefixTable;
 use crate::error::ApiError;
@@ -268,7 +267,7 @@ pub async fn ingest(
     rules: RunRules,
     hasher: Sha256,
 ) -> Result<(IngestSummary, Vec<u8>), ApiError> {
-    let chunk_rows = state.settings.ingest_chunk_rows.min(ID_BLOCK);
+    let chunk_rows = state.settings.ingest_chunk_rows;
     let (sender, mut receiver) = mpsc::channel::<Msg>(2);
     let parser = tokio::task::spawn_blocking(move || {
         parse_body(spec, hasher, chunk_rows, |msg| {

@@ -1,5 +1,4 @@
-//! Storing observations: monthly partitions created on demand, ids handed
-//! out in blocks, rows written with `COPY` (the fastest way into
+//! Storing observations: monthly partitions created on demand, rows written with `COPY` (the fastest way into
 //! PostgreSQL), and retention by dropping whole partitions.
 
 use std::collections::HashSet;
@@ -10,9 +9,6 @@ use sqlx::{PgConnection, PgPool};
 
 use super::observation::Observation;
 use crate::db::copy::CopyIn;
-
-/// Rows per id block; a chunk never holds more (see migrations).
-pub const ID_BLOCK: usize = 65_536;
 
 fn month_start(year: i32, month: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, 1)
@@ -131,13 +127,6 @@ pub async fn drop_expired_partitions(pool: &PgPool, days: u32) -> anyhow::Result
         }
     }
     Ok(dropped)
-}
-
-/// The first id of a fresh block of [`ID_BLOCK`] observation ids.
-pub async fn reserve_ids(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT nextval('observation_id_blocks')")
-        .fetch_one(conn)
-        .await
 }
 
 /// One observation as stored, with what ingest learnt about it.

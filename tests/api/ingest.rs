@@ -942,3 +942,39 @@ async fn observations_older_than_the_retention_period_are_refused() {
         "{r}"
     );
 }
+
+/// People read finding and observation ids in URLs and mails: each request
+/// takes exactly the ids it writes, so they stay 1, 2, 3, … across requests.
+#[tokio::test]
+async fn ids_stay_dense_across_requests() {
+    let app = spawn_app().await;
+    let at = "2021-03-05T10:00:00Z";
+    push_lines(
+        &app,
+        &[
+            line("192.0.2.1", at, "vulnerable"),
+            line("192.0.2.2", at, "vulnerable"),
+        ],
+    )
+    .await;
+    push_lines(
+        &app,
+        &[
+            line("192.0.2.3", at, "vulnerable"),
+            line("192.0.2.1", at, "vulnerable"),
+        ],
+    )
+    .await;
+    let mut finding_ids: Vec<i64> = findings(&app, "limit=100")
+        .await
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    finding_ids.sort_unstable();
+    assert_eq!(finding_ids, vec![1, 2, 3]);
+    let observation_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM observations ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(observation_ids, vec![1, 2, 3, 4]);
+}
