@@ -203,7 +203,8 @@ pub struct PushQuery {
     pub format: Option<String>,
     /// Shadowserver report type, e.g. `scan_exchange`.
     pub report: Option<String>,
-    /// The uploaded file's name (Shadowserver report type is read from it).
+    /// The uploaded file's name (Shadowserver report type is read from it);
+    /// without it, the `filename` of a `Content-Disposition` header.
     pub filename: Option<String>,
     /// `true`: store nothing if any line is rejected. Default `false`: store
     /// the valid lines and report the rejected ones.
@@ -214,30 +215,55 @@ pub struct PushQuery {
 fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
     let report = q.report.clone().or_else(|| {
         q.filename
+            .clone()
+            .or_else(|| uploaded_file_name(headers))
             .as_deref()
             .and_then(Format::shadowserver_report_from_filename)
     });
-    if let Some(name) = &q.format {
-        return Format::from_name(name, report.as_deref()).ok_or_else(|| {
+    let format = match &q.format {
+        Some(name) => Format::from_name(name, report.as_deref()).ok_or_else(|| {
             ApiError::invalid(
                 "format",
                 format!("unknown format {name:?}; use canonical, ndjson, json, csv, shadowserver, nuclei, nmap or masscan"),
             )
-        });
+        })?,
+        None => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if report.is_some() && content_type.starts_with("text/csv") {
+                Format::Shadowserver { report }
+            } else {
+                Format::from_content_type(content_type).ok_or_else(|| {
+                    ApiError::UnsupportedMediaType(format!(
+                        "cannot tell the format from Content-Type {content_type:?}; send application/x-ndjson, \
+                         application/json, text/csv or application/xml, or name it with ?format="
+                    ))
+                })?
+            }
+        }
+    };
+    // The report type decides what a row means (an open RDP port, a
+    // vulnerable Exchange) and is part of the finding's check id: without
+    // it, different reports on one address and port would fold into one
+    // finding.
+    if matches!(format, Format::Shadowserver { report: None }) {
+        return Err(ApiError::invalid(
+            "report",
+            "a Shadowserver report needs its type: give ?report=scan_exchange, \
+             ?filename=2021-03-10-scan_exchange-no.csv, or the file's name in a \
+             Content-Disposition: attachment; filename=\"2021-03-10-scan_exchange-no.csv\" header",
+        ));
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if report.is_some() && content_type.starts_with("text/csv") {
-        return Ok(Format::Shadowserver { report });
-    }
-    Format::from_content_type(content_type).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!(
-            "cannot tell the format from Content-Type {content_type:?}; send application/x-ndjson, \
-             application/json, text/csv or application/xml, or name it with ?format="
-        ))
-    })
+    Ok(format)
+}
+
+/// The file name a client sent in `Content-Disposition` (RFC 6266), the way
+/// HTTP clients name an uploaded file.
+fn uploaded_file_name(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_DISPOSITION)?.to_str().ok()?;
+    content_disposition::parse_content_disposition(value).filename_full()
 }
 
 fn body_spec(state: &AppState, q: &PushQuery, req: Request) -> ApiResult<BodySpec> {

@@ -978,3 +978,71 @@ async fn ids_stay_dense_across_requests() {
         .unwrap();
     assert_eq!(observation_ids, vec![1, 2, 3, 4]);
 }
+
+/// A Shadowserver report's type comes from `report=`, `filename=` or, as
+/// HTTP clients name an uploaded file, `Content-Disposition`; without one
+/// the request is refused, so reports on one address and port never fold
+/// into one finding.
+#[tokio::test]
+async fn shadowserver_report_type_from_content_disposition() {
+    let app = spawn_app().await;
+    let csv = "\"timestamp\",\"ip\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\"\n\
+               \"2021-03-10 06:00:00\",\"192.0.2.10\",443,\"mail.example\",\"exchange;cve-2021-26855\",64500,\"NO\"\n";
+    let upload = |disposition: Option<&str>| {
+        let mut request = app
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/observations?format=shadowserver",
+                &app.ingest,
+            )
+            .header("content-type", "text/csv")
+            .body(csv);
+        if let Some(d) = disposition {
+            request = request.header("content-disposition", d);
+        }
+        crate::helpers::send(request)
+    };
+
+    let (status, problem) = upload(None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "report");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Disposition"),
+        "{problem}"
+    );
+    let (status, problem) = upload(Some("attachment; filename=\"notes.csv\"")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(count(&app, "observations").await, 0);
+
+    for name in [
+        "2021-03-10-scan_exchange-no.csv",
+        "2021-03-10-scan_rdp-no.csv",
+    ] {
+        let (status, body) = upload(Some(&format!("attachment; filename=\"{name}\""))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["accepted"], 1, "{body}");
+    }
+    // Without a format parameter, a CSV named like a report is one.
+    let (status, body) = crate::helpers::send(
+        app.request(reqwest::Method::POST, "/api/v1/observations", &app.ingest)
+            .header("content-type", "text/csv")
+            .header(
+                "content-disposition",
+                "attachment; filename*=UTF-8''2021-03-11-scan_smb-no.csv",
+            )
+            .body(csv),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut checks: Vec<String> = findings(&app, "limit=100")
+        .await
+        .iter()
+        .map(|f| f["check"].as_str().unwrap().to_owned())
+        .collect();
+    checks.sort();
+    assert_eq!(checks, ["scan_exchange", "scan_rdp", "scan_smb"]);
+}
