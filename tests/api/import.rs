@@ -246,3 +246,48 @@ async fn a_bad_file_leaves_the_registry_as_it_was() {
     assert_eq!(count, 1);
     assert_eq!(owner(&app, "192.0.2.9", None).await, "A");
 }
+
+/// An import that adds nothing says why: what it passed over, by reason.
+#[tokio::test]
+async fn ripe_import_counts_what_it_skipped_by_reason() {
+    let app = spawn_app().await;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(
+        b"inetnum:      192.0.2.0 - 192.0.2.255\n\
+          country:      SE\n\
+          org:          ORG-SE1-RIPE\n\
+          \n\
+          inetnum:      198.51.100.0 - 198.51.100.255\n\
+          country:      DK\n\
+          org:          ORG-DK1-RIPE\n\
+          \n\
+          organisation: ORG-NO1-RIPE\n\
+          org-name:     Norsk AS, no networks\n\
+          country:      NO\n\
+          \n\
+          aut-num:      AS64500\n\
+          as-name:      NOBODY\n",
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap();
+    let s = import(&app, &["ripe", "--country", "NO", path]);
+    assert_eq!(s["networks"]["added"], 0, "{s}");
+    assert_eq!(s["rejected"].as_array().unwrap().len(), 0, "{s}");
+    assert_eq!(
+        s["skipped"],
+        serde_json::json!({
+            "inetnum/inet6num of another country": 2,
+            "organisation of the country holding no network or ASN": 1,
+            "aut-num without org:": 1,
+        }),
+        "{s}"
+    );
+    // The same in the summary printed for people.
+    let out = app.cli(&["import", "ripe", "--country", "NO", path]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("skipped: 4"), "{text}");
+    assert!(
+        text.contains("2  inetnum/inet6num of another country"),
+        "{text}"
+    );
+}

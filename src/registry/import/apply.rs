@@ -4,7 +4,7 @@
 //! when they vanished; rows entered by hand are never touched. A failure
 //! anywhere leaves the registry as it was.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -43,6 +43,8 @@ pub struct ImportSummary {
     pub networks: Counts,
     pub asns: Counts,
     pub rejected: Vec<Rejection>,
+    /// Records passed over on purpose, by reason (see [`Snapshot::skipped`]).
+    pub skipped: BTreeMap<&'static str, u64>,
     pub dry_run: bool,
 }
 
@@ -63,6 +65,7 @@ pub async fn apply(
 ) -> anyhow::Result<ImportSummary> {
     let mut summary = ImportSummary {
         rejected: snapshot.rejected.clone(),
+        skipped: snapshot.skipped.clone(),
         dry_run,
         ..ImportSummary::default()
     };

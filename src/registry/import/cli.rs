@@ -122,6 +122,10 @@ fn print_summary(summary: &ImportSummary, options: &ImportOptions) -> anyhow::Re
             c.added, c.changed, c.ended, c.unchanged
         );
     }
+    println!("skipped: {}", summary.skipped.values().sum::<u64>());
+    for (reason, n) in &summary.skipped {
+        println!("  {n:>8}  {reason}");
+    }
     println!("rejected: {}", summary.rejected.len());
     for r in summary.rejected.iter().take(50) {
         if r.line > 0 {

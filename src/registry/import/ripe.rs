@@ -25,7 +25,7 @@
 //! - organisations come out sorted by reference, networks and ASNs in file
 //!   order, rejections by file and line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufRead};
 
 use ipnet::IpNet;
@@ -123,7 +123,17 @@ struct Collected {
     roles: HashMap<String, RoleRecord>,
     aut_nums: Vec<AutNumRecord>,
     rejected: Vec<(Origin, String)>,
+    skipped: BTreeMap<&'static str, u64>,
 }
+
+/// Why a well-formed object was passed over (counted in the summary).
+const SKIP_OTHER_COUNTRY: &str = "inetnum/inet6num of another country";
+const SKIP_AUT_NUM_NO_ORG: &str = "aut-num without org:";
+const SKIP_AUT_NUM_ELSEWHERE: &str = "aut-num of an organisation outside the country";
+const SKIP_AUT_NUM_REPEATED: &str = "aut-num repeating an AS number";
+const SKIP_ORGANISATION_ELSEWHERE: &str =
+    "organisation of another country, holding nothing imported";
+const SKIP_ORGANISATION_UNUSED: &str = "organisation of the country holding no network or ASN";
 
 impl Collected {
     fn new(country: &str) -> Self {
@@ -143,7 +153,12 @@ impl Collected {
             roles: HashMap::new(),
             aut_nums: Vec::new(),
             rejected: Vec::new(),
+            skipped: BTreeMap::new(),
         }
+    }
+
+    fn skip(&mut self, reason: &'static str) {
+        *self.skipped.entry(reason).or_default() += 1;
     }
 
     fn reject(&mut self, origin: Origin, reason: String) {
@@ -197,7 +212,7 @@ impl Collected {
 
     fn network(&mut self, obj: &RpslObject, origin: Origin) {
         if !self.in_country(obj) {
-            return;
+            return self.skip(SKIP_OTHER_COUNTRY);
         }
         let class = obj.class();
         let key = obj.key();
@@ -281,7 +296,7 @@ impl Collected {
     fn aut_num(&mut self, obj: &RpslObject, origin: Origin) {
         // Without an organisation an aut-num has no owner to attach to.
         let Some(org) = handle(obj.get("org")) else {
-            return;
+            return self.skip(SKIP_AUT_NUM_NO_ORG);
         };
         self.aut_nums.push(AutNumRecord {
             key: obj.key().to_owned(),
@@ -337,6 +352,7 @@ impl Collected {
                     .get(&record.org)
                     .is_some_and(|o| o.in_country);
             if !wanted {
+                self.skip(SKIP_AUT_NUM_ELSEWHERE);
                 continue;
             }
             let Some(asn) = parse_asn(&record.key) else {
@@ -347,6 +363,7 @@ impl Collected {
                 continue;
             };
             if !seen_asns.insert(asn) {
+                self.skip(SKIP_AUT_NUM_REPEATED);
                 continue;
             }
             referenced.insert(record.org.clone());
@@ -423,6 +440,17 @@ impl Collected {
             snapshot.organisations.push(organisation);
         }
 
+        for (key, org) in &self.organisations {
+            if !referenced.contains(key) {
+                let reason = if org.in_country {
+                    SKIP_ORGANISATION_UNUSED
+                } else {
+                    SKIP_ORGANISATION_ELSEWHERE
+                };
+                *self.skipped.entry(reason).or_default() += 1;
+            }
+        }
+        snapshot.skipped = std::mem::take(&mut self.skipped);
         self.rejected.extend(mailboxes.rejected);
         self.rejected
             .sort_by_key(|(origin, _)| (origin.file, origin.line));
@@ -968,6 +996,27 @@ org:          ORG-A1-RIPE
         assert!(reasons[2].1.contains("host bits"), "{reasons:?}");
         assert!(reasons[3].1.contains("not an AS number"), "{reasons:?}");
         assert!(s.rejected.iter().all(|r| r.file == "messy"));
+        // What was passed over on purpose, by reason.
+        assert_eq!(
+            s.skipped,
+            BTreeMap::from([
+                (SKIP_AUT_NUM_NO_ORG, 1),
+                (SKIP_AUT_NUM_ELSEWHERE, 2),
+                (SKIP_AUT_NUM_REPEATED, 1),
+                (SKIP_ORGANISATION_ELSEWHERE, 1),
+            ])
+        );
+        let sweden = read_ripe(vec![("messy".to_owned(), text(MESSY))], "SE").unwrap();
+        // Eight networks, one of them also in SE; Delta holds an ASN there.
+        assert_eq!(
+            sweden.skipped,
+            BTreeMap::from([
+                (SKIP_OTHER_COUNTRY, 7),
+                (SKIP_AUT_NUM_NO_ORG, 1),
+                (SKIP_AUT_NUM_ELSEWHERE, 4),
+                (SKIP_ORGANISATION_ELSEWHERE, 2),
+            ])
+        );
     }
 
     #[test]

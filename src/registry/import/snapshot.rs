@@ -2,6 +2,8 @@
 //! before it is compared with the database. Parsers fill it; `apply` makes the
 //! database agree with it.
 
+use std::collections::BTreeMap;
+
 use ipnet::IpNet;
 
 use crate::registry::model::{ContactRole, EmailAddress, Language, OrgNumber, Source};
@@ -57,4 +59,8 @@ pub struct Snapshot {
     pub networks: Vec<ImportedNetwork>,
     pub asns: Vec<ImportedAsn>,
     pub rejected: Vec<Rejection>,
+    /// Well-formed records the importer passed over on purpose (another
+    /// country, no owner to attach to, …), counted by reason, so a person can
+    /// see why an import added nothing.
+    pub skipped: BTreeMap<&'static str, u64>,
 }
