@@ -150,18 +150,18 @@ enum Msg {
     Failed(InputError),
 }
 
-fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+/// The body as a blocking reader, gunzipped when it came gzipped (every
+/// member of a concatenated gzip stream). Read on the parser's thread.
+fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn Read + Send> {
     let stream = spec_body.into_data_stream().map_err(|e| {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("request body interrupted: {e}"),
         )
     });
-    let reader = StreamReader::new(stream);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
     if gzip {
-        let mut decoder = async_compression::tokio::bufread::GzipDecoder::new(reader);
-        decoder.multiple_members(true);
-        Box::new(decoder)
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
     }
@@ -183,7 +183,7 @@ fn parse_body(
 ) -> Option<Vec<u8>> {
     let hasher = Arc::new(std::sync::Mutex::new(hasher));
     let metered = Metered {
-        inner: SyncIoBridge::new(body_reader(spec.body, spec.gzip)),
+        inner: body_reader(spec.body, spec.gzip),
         read: 0,
         limit: spec.limit,
         hasher: hasher.clone(),
