@@ -286,17 +286,10 @@ async fn a_body_cut_off_mid_stream_stores_nothing() {
             "a broken body must not succeed"
         );
     }
-    // The server notices the broken body and rolls back.
-    for _ in 0..100 {
-        let busy: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        if busy == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // The server notices the broken body and rolls back: no transaction of
+    // the request stays open (a hanging request fails here; counting rows
+    // alone would pass while the transaction is still open).
+    wait_for_backends(&app, IN_A_TRANSACTION, 0).await;
     assert_eq!(count(&app, "observations").await, 0);
     assert_eq!(count(&app, "findings").await, 0);
 }
@@ -712,6 +705,9 @@ const WAITING_FOR_THE_WRITERS_LOCK: &str =
 /// A request whose update waits for another transaction's row lock.
 const WAITING_TO_UPDATE_A_FINDING: &str =
     "wait_event_type = 'Lock' AND query LIKE '%UPDATE findings%'";
+
+/// Any backend in a transaction, other than the one asking.
+const IN_A_TRANSACTION: &str = "xact_start IS NOT NULL AND pid <> pg_backend_pid()";
 
 /// Waits until `want` backends of the app's database match `condition`.
 async fn wait_for_backends(app: &TestApp, condition: &str, want: i64) {
