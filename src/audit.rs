@@ -3,9 +3,11 @@
 
 use sqlx::PgConnection;
 
+use crate::domain::Actor;
+
 pub async fn record(
     conn: &mut PgConnection,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     subject: &str,
     detail: serde_json::Value,
@@ -13,7 +15,7 @@ pub async fn record(
     sqlx::query(
         "INSERT INTO audit_events (actor, action, subject, detail) VALUES ($1, $2, $3, $4)",
     )
-    .bind(actor)
+    .bind(actor.to_string())
     .bind(action)
     .bind(subject)
     .bind(detail)
@@ -26,7 +28,7 @@ pub async fn record(
 /// land together or not at all.
 pub async fn commit(
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     subject: &str,
     detail: serde_json::Value,

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Scope;
 use crate::config::Settings;
+use crate::domain::Actor;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -134,7 +135,7 @@ async fn token(settings: Settings, cmd: TokenCommand) -> anyhow::Result<()> {
     crate::db::migrate(&pool).await?;
     match cmd {
         TokenCommand::Create { name, scopes } => {
-            let (info, token) = crate::auth::create_client(&pool, &name, &scopes)
+            let (info, token) = crate::auth::create_client(&pool, &Actor::Cli, &name, &scopes)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let scopes: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
@@ -170,7 +171,7 @@ async fn token(settings: Settings, cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            let found = crate::auth::revoke_client(&pool, id, "cli")
+            let found = crate::auth::revoke_client(&pool, id, &Actor::Cli)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if !found {

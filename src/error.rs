@@ -23,8 +23,13 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request contradicts what is stored; `field` is the input at
+    /// fault where one is.
+    #[error("{detail}")]
+    Conflict {
+        field: Option<String>,
+        detail: String,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("too many requests")]
@@ -63,6 +68,13 @@ impl ApiError {
         Self::NotFound(what.into())
     }
 
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            field: None,
+            detail: detail.into(),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
@@ -75,7 +87,7 @@ impl ApiError {
             Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
             PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -129,7 +141,8 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// The field at fault, for `invalid-field`.
+    /// The field at fault, for `invalid-field` (and a `conflict` a field
+    /// caused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Per-line errors of a bulk input.
@@ -169,6 +182,7 @@ impl IntoResponse for ApiError {
         };
         let (field, errors) = match self {
             ApiError::Invalid { field, .. } => (Some(field), None),
+            ApiError::Conflict { field, .. } => (field, None),
             ApiError::Rejected { errors, .. } => (None, Some(errors)),
             _ => (None, None),
         };
@@ -193,43 +207,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        if let Some(db) = e.as_database_error() {
-            // deadlock_detected, serialization_failure: the transaction is
-            // gone and a retry succeeds.
-            if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) {
-                tracing::warn!(error = %db, "transaction rolled back by contention");
-                return ApiError::Contention;
-            }
-            if let Some(message) = db.constraint().and_then(constraint_message) {
-                return if db.is_unique_violation() {
-                    ApiError::Conflict(message.to_owned())
-                } else {
-                    ApiError::BadRequest(message.to_owned())
-                };
-            }
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError;
+        match e {
+            DomainError::NotFound(what) => ApiError::NotFound(what),
+            DomainError::Invalid { field, detail } => ApiError::Invalid { field, detail },
+            DomainError::Conflict { field, detail } => ApiError::Conflict { field, detail },
+            DomainError::Database(e) => database_error(e),
+            DomainError::Internal(e) => ApiError::Internal(e),
         }
-        ApiError::Internal(e.into())
     }
 }
 
-/// Named constraints that a client can run into, and what to tell them.
-fn constraint_message(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "organisations_ref_key" => "an organisation with this ref already exists",
-        "contacts_organisation_email_key" => {
-            "this organisation already has a contact with this e-mail"
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        // Named constraints become conflicts naming the field at fault.
+        crate::domain::DomainError::from(e).into()
+    }
+}
+
+fn database_error(e: sqlx::Error) -> ApiError {
+    if let Some(db) = e.as_database_error() {
+        // deadlock_detected, serialization_failure: the transaction is
+        // gone and a retry succeeds.
+        if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) {
+            tracing::warn!(error = %db, "transaction rolled back by contention");
+            return ApiError::Contention;
         }
-        "networks_current_key" => {
-            "this CIDR is already registered by hand; change or end that network instead"
-        }
-        "asns_current_key" => "this ASN is already registered by hand; change or end it instead",
-        "domains_domain_key" => "this domain is already registered",
-        "networks_organisation_id_fkey" | "asns_organisation_id_fkey" => {
-            "the organisation still has networks or ASNs (current or historical)"
-        }
-        "findings_organisation_id_fkey" => "the organisation has findings",
-        _ => return None,
-    })
+    }
+    ApiError::Internal(e.into())
 }

@@ -1,8 +1,8 @@
 //! Small HTTP-edge helpers shared by the resource modules: a JSON body
 //! extractor whose rejections are problem documents naming what was wrong,
-//! and a query extractor likewise.
+//! and a query extractor likewise, pagination and PATCH helpers.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -67,7 +67,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// `Query<T>` with errors as problem documents.
+/// `Query<T>` with errors as problem documents: a parameter that does not
+/// parse as its type (an unknown enum value, a word where a number goes) is
+/// a 422 naming it.
 pub struct QueryParams<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for QueryParams<T>
@@ -77,16 +79,24 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest(
-                e.body_text()
-                    .trim_start_matches("Failed to deserialize query string: ")
-                    .to_owned(),
-            )),
-            Err(other) => Err(ApiError::BadRequest(other.body_text())),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let reason = e.into_inner().to_string();
+                match reason
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split_once('`'))
+                {
+                    Some((missing, _)) => ApiError::invalid(missing, "is required"),
+                    None if field == "." => ApiError::invalid("query", reason),
+                    None => ApiError::invalid(field, reason),
+                }
+            })
     }
 }
 

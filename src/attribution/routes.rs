@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::Attribution;
 use crate::app::AppState;
-use crate::auth::{Client, Scope};
+use crate::auth::{Caller, Read};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{JsonBody, QueryParams};
 
@@ -60,13 +60,12 @@ fn parse_at(field: &str, s: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
 /// Who owned this address (at `at`), and why.
 #[utoipa::path(get, path = "/api/v1/lookup", tag = "attribution", params(LookupQuery),
     responses((status = 200, body = Attribution), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn lookup_one(
+    _caller: Caller<Read>,
     State(state): State<AppState>,
-    client: Client,
     QueryParams(q): QueryParams<LookupQuery>,
 ) -> ApiResult<Json<Attribution>> {
-    client.require(Scope::Read)?;
     let ip = parse_ip("ip", &q.ip)?;
     let at = parse_at("at", q.at.as_deref())?;
     let table = state.attributor.current(&state.pool).await?;
@@ -130,13 +129,12 @@ impl<'de> Deserialize<'de> for LookupItem {
 /// Attribute up to 100 000 addresses; the answers come in input order.
 #[utoipa::path(post, path = "/api/v1/lookup", tag = "attribution", request_body = Vec<LookupItem>,
     responses((status = 200, body = Vec<Attribution>), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn lookup_many(
+    _caller: Caller<Read>,
     State(state): State<AppState>,
-    client: Client,
     JsonBody(items): JsonBody<Vec<LookupItem>>,
 ) -> ApiResult<Json<Vec<Attribution>>> {
-    client.require(Scope::Read)?;
     if items.len() > MAX_BULK_LOOKUP {
         return Err(ApiError::BadRequest(format!(
             "{} addresses in one call; at most {MAX_BULK_LOOKUP}",

@@ -6,6 +6,7 @@
 pub mod routes;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::app::AppState;
+use crate::domain::{Actor, DomainError, DomainResult, required_text};
 use crate::error::ApiError;
 
 /// What a token may do. `admin` includes the other two.
@@ -103,17 +105,12 @@ impl Client {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
     }
 
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(scope.as_str()))
+    /// Who acts, for the audit log.
+    pub fn actor(&self) -> Actor {
+        Actor::ApiClient {
+            id: self.id,
+            name: self.name.clone(),
         }
-    }
-
-    /// For the audit log.
-    pub fn actor(&self) -> String {
-        format!("api-client:{}:{}", self.id, self.name)
     }
 }
 
@@ -129,15 +126,13 @@ pub struct ClientInfo {
 
 pub async fn create_client(
     pool: &PgPool,
+    actor: &Actor,
     name: &str,
     scopes: &[Scope],
-) -> Result<(ClientInfo, Token), ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
-    }
+) -> DomainResult<(ClientInfo, Token)> {
+    let name = required_text("name", name, 200)?;
     if scopes.is_empty() {
-        return Err(ApiError::invalid("scopes", "give at least one scope"));
+        return Err(DomainError::invalid("scopes", "give at least one scope"));
     }
     let mut scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     scope_names.sort_unstable();
@@ -148,14 +143,14 @@ pub async fn create_client(
         "INSERT INTO api_clients (name, scopes, token_hash) VALUES ($1, $2, $3)
          RETURNING id, created_at",
     )
-    .bind(name)
+    .bind(&name)
     .bind(&scope_names)
     .bind(hash_token(token.expose()))
     .fetch_one(&mut *tx)
     .await?;
     crate::audit::record(
         &mut tx,
-        "cli",
+        actor,
         "token.create",
         &format!("api-client:{id}"),
         serde_json::json!({ "name": name, "scopes": scope_names }),
@@ -164,7 +159,7 @@ pub async fn create_client(
     tx.commit().await?;
     let info = ClientInfo {
         id,
-        name: name.to_owned(),
+        name,
         scopes: scope_names.iter().filter_map(|s| Scope::parse(s)).collect(),
         created_at,
         last_used_at: None,
@@ -194,7 +189,7 @@ fn client_info(row: ClientRow) -> ClientInfo {
     }
 }
 
-pub async fn list_clients(pool: &PgPool) -> Result<Vec<ClientInfo>, ApiError> {
+pub async fn list_clients(pool: &PgPool) -> DomainResult<Vec<ClientInfo>> {
     let rows: Vec<ClientRow> = sqlx::query_as(
         "SELECT id, name, scopes, created_at, last_used_at, revoked_at
          FROM api_clients ORDER BY id",
@@ -206,7 +201,7 @@ pub async fn list_clients(pool: &PgPool) -> Result<Vec<ClientInfo>, ApiError> {
 
 /// Revokes a client's token; revoking twice is not an error. Returns whether
 /// the client exists.
-pub async fn revoke_client(pool: &PgPool, id: i64, actor: &str) -> Result<bool, ApiError> {
+pub async fn revoke_client(pool: &PgPool, id: i64, actor: &Actor) -> DomainResult<bool> {
     let mut tx = pool.begin().await?;
     let found = sqlx::query(
         "UPDATE api_clients SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1",
@@ -278,7 +273,57 @@ impl ClientRateLimiter {
     }
 }
 
-impl FromRequestParts<AppState> for Client {
+/// The scopes a route accepts (any one of them), as a type: `Caller<Admin>`
+/// in a handler's arguments is the route's authorisation, visible where it
+/// is routed. `admin` includes every scope.
+pub trait RequiredScope {
+    const ANY_OF: &'static [Scope];
+    /// For the 403 answer.
+    const NAME: &'static str;
+}
+
+/// Scope `read`: the registry, lookups, findings.
+pub struct Read;
+/// Scope `ingest`: scan runs and observations.
+pub struct Ingest;
+/// Scope `admin`: registry writes, tokens, everything.
+pub struct Admin;
+/// Scope `read` or `ingest`: a scan run is read by the scanner that runs it
+/// and by readers.
+pub struct ReadOrIngest;
+
+impl RequiredScope for Read {
+    const ANY_OF: &'static [Scope] = &[Scope::Read];
+    const NAME: &'static str = "read";
+}
+impl RequiredScope for Ingest {
+    const ANY_OF: &'static [Scope] = &[Scope::Ingest];
+    const NAME: &'static str = "ingest";
+}
+impl RequiredScope for Admin {
+    const ANY_OF: &'static [Scope] = &[Scope::Admin];
+    const NAME: &'static str = "admin";
+}
+impl RequiredScope for ReadOrIngest {
+    const ANY_OF: &'static [Scope] = &[Scope::Read, Scope::Ingest];
+    const NAME: &'static str = "read` or `ingest";
+}
+
+/// The authenticated caller of an API request whose token has scope `S`:
+/// 401 without a valid token, 403 without the scope, 429 over its rate.
+/// Put it first among a handler's arguments, so nothing else (the body,
+/// the path) is looked at for a caller that may not call.
+pub struct Caller<S>(pub Client, PhantomData<S>);
+
+impl<S> std::ops::Deref for Caller<S> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.0
+    }
+}
+
+impl<S: RequiredScope> FromRequestParts<AppState> for Caller<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -297,7 +342,10 @@ impl FromRequestParts<AppState> for Client {
             .await?
             .ok_or(ApiError::Unauthorized)?;
         state.rate_limiter.check(client.id)?;
-        Ok(client)
+        if !S::ANY_OF.iter().any(|&scope| client.has(scope)) {
+            return Err(ApiError::Forbidden(S::NAME));
+        }
+        Ok(Caller(client, PhantomData))
     }
 }
 

@@ -6,15 +6,15 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{Client, ClientInfo, Scope};
+use super::{Admin, Caller, ClientInfo, Scope};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::http::JsonBody;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/tokens", get(list).post(create))
-        .route("/api/v1/tokens/{id}", delete(revoke))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -33,25 +33,24 @@ pub struct CreatedToken {
 
 /// List API clients (never their tokens).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<ClientInfo>)), security(("bearer" = [])))]
-pub async fn list(
+    responses((status = 200, body = Vec<ClientInfo>)), security(("bearer" = ["admin"])))]
+pub async fn list_tokens(
+    _caller: Caller<Admin>,
     State(state): State<AppState>,
-    client: Client,
 ) -> ApiResult<Json<Vec<ClientInfo>>> {
-    client.require(Scope::Admin)?;
     Ok(Json(super::list_clients(&state.pool).await?))
 }
 
 /// Create an API client; the response carries its token, once.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = CreatedToken)), security(("bearer" = [])))]
-pub async fn create(
+    responses((status = 201, body = CreatedToken)), security(("bearer" = ["admin"])))]
+pub async fn create_token(
+    client: Caller<Admin>,
     State(state): State<AppState>,
-    client: Client,
     JsonBody(body): JsonBody<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    client.require(Scope::Admin)?;
-    let (info, token) = super::create_client(&state.pool, &body.name, &body.scopes).await?;
+    let (info, token) =
+        super::create_client(&state.pool, &client.actor(), &body.name, &body.scopes).await?;
     tracing::info!(client_id = info.id, by = client.id, "API client created");
     Ok((
         StatusCode::CREATED,
@@ -64,13 +63,12 @@ pub async fn create(
 
 /// Revoke an API client's token.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
-    params(("id" = i64, Path)), responses((status = 204)), security(("bearer" = [])))]
-pub async fn revoke(
+    params(("id" = i64, Path)), responses((status = 204)), security(("bearer" = ["admin"])))]
+pub async fn revoke_token(
+    client: Caller<Admin>,
     State(state): State<AppState>,
-    client: Client,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    client.require(Scope::Admin)?;
     if super::revoke_client(&state.pool, id, &client.actor()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

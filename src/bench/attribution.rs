@@ -99,9 +99,14 @@ pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Resul
     )
     .await?;
     let addr = app.local_addr()?;
-    let (_, token) = crate::auth::create_client(&pool, "bench", &[crate::auth::Scope::Read])
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, token) = crate::auth::create_client(
+        &pool,
+        &crate::domain::Actor::Cli,
+        "bench",
+        &[crate::auth::Scope::Read],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;

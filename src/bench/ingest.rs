@@ -143,9 +143,14 @@ pub async fn run(
     println!("machine: {}", super::machine());
     let (settings, pool) = super::fresh_database(&settings, "bench_ingest").await?;
     super::import_registry(&pool, data).await?;
-    let (_, token) = crate::auth::create_client(&pool, "bench", &[crate::auth::Scope::Ingest])
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, token) = crate::auth::create_client(
+        &pool,
+        &crate::domain::Actor::Cli,
+        "bench",
+        &[crate::auth::Scope::Ingest],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (bodies, lines) = batches(data, batch)?;
     println!(
         "{lines} observations in {} requests of up to {batch} lines, {parallel} in flight",

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::app::AppState;
 use crate::attribution::Attributor;
 use crate::attribution::table::Match;
 
@@ -86,8 +85,8 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
 /// Called after a registry change has committed. Failures are logged, not
 /// returned: the change itself succeeded, and the next change (or import)
 /// tries again.
-pub async fn after_registry_change(state: &AppState) {
-    match attribute_unattributed(&state.pool, &state.attributor).await {
+pub async fn after_registry_change(pool: &PgPool, attributor: &Attributor) {
+    match attribute_unattributed(pool, attributor).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(findings = n, "unattributed findings got an owner"),
         Err(e) => tracing::warn!(error = ?e, "attributing the triage queue failed"),

@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 
 /// What a scanner concluded about one service. Ordered by how bad it is, so
 /// `max` gives the worst state seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservationState {
     /// The service was seen and is patched / not affected.

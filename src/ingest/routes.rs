@@ -17,7 +17,7 @@ use super::idempotency::{self, IdempotencyKey, JsonAnswer};
 use super::pipeline::{self, BodySpec, IngestSummary, RunRules};
 use super::scans::{self, FinishScanRun, NewScanRun, ScanRun};
 use crate::app::AppState;
-use crate::auth::{Client, Scope};
+use crate::auth::{Caller, Client, Ingest, ReadOrIngest, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::http::QueryParams;
 
@@ -125,7 +125,7 @@ async fn replay_after_race(
     let mut conn = state.pool.acquire().await?;
     match idempotency::find(&mut conn, key).await? {
         Some(stored) => stored.replay(hash),
-        None => Err(ApiError::Conflict(
+        None => Err(ApiError::conflict(
             "Idempotency-Key is being used by another request; retry".to_owned(),
         )),
     }
@@ -135,13 +135,12 @@ async fn replay_after_race(
 #[utoipa::path(post, path = "/api/v1/scans", tag = "ingest", request_body = NewScanRun,
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = ScanRun), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["ingest"])))]
 pub async fn create_scan(
+    client: Caller<Ingest>,
     State(state): State<AppState>,
-    client: Client,
     req: Request,
 ) -> ApiResult<Response> {
-    client.require(Scope::Ingest)?;
     idempotent_json(&state, &client, req, async |conn, new: NewScanRun| {
         let run = scans::create(conn, client.id, new).await?;
         JsonAnswer::new(StatusCode::CREATED, &run)
@@ -152,15 +151,12 @@ pub async fn create_scan(
 /// A scan run with its counts.
 #[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "ingest", params(("id" = i64, Path)),
     responses((status = 200, body = ScanRun), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read", "ingest"])))]
 pub async fn show_scan(
+    _caller: Caller<ReadOrIngest>,
     State(state): State<AppState>,
-    client: Client,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ScanRun>> {
-    if !client.has(Scope::Read) && !client.has(Scope::Ingest) {
-        return Err(ApiError::Forbidden("read"));
-    }
     let mut conn = state.pool.acquire().await?;
     Ok(Json(scans::fetch(&mut conn, id, false).await?))
 }
@@ -178,14 +174,13 @@ fn own_run(client: &Client, run: &ScanRun) -> ApiResult<()> {
 #[utoipa::path(post, path = "/api/v1/scans/{id}/finish", tag = "ingest", request_body = FinishScanRun,
     params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = ScanRun), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["ingest"])))]
 pub async fn finish_scan(
+    client: Caller<Ingest>,
     State(state): State<AppState>,
-    client: Client,
     Path(id): Path<i64>,
     req: Request,
 ) -> ApiResult<Response> {
-    client.require(Scope::Ingest)?;
     idempotent_json(&state, &client, req, async |conn, finish: FinishScanRun| {
         let run = scans::fetch(conn, id, true).await?;
         own_run(&client, &run)?;
@@ -338,7 +333,7 @@ async fn push_observations(
         // Holds off a concurrent finish until this batch is in.
         let locked = scans::fetch(&mut tx, run.id, true).await?;
         if locked.finished_at.is_some() {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "scan run {} is finished",
                 run.id
             )));
@@ -386,24 +381,23 @@ async fn push_observations(
     request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
     responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
               (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["ingest"])))]
 pub async fn push_to_scan(
+    client: Caller<Ingest>,
     State(state): State<AppState>,
-    client: Client,
     Path(id): Path<i64>,
     QueryParams(q): QueryParams<PushQuery>,
     req: Request,
 ) -> ApiResult<Response> {
-    client.require(Scope::Ingest)?;
     let run = {
         let mut conn = state.pool.acquire().await?;
         scans::fetch(&mut conn, id, false).await?
     };
     own_run(&client, &run)?;
     if run.finished_at.is_some() {
-        return Err(ApiError::Conflict(format!("scan run {id} is finished")));
+        return Err(ApiError::conflict(format!("scan run {id} is finished")));
     }
-    push_observations(state, client, Some(run), q, req).await
+    push_observations(state, client.0, Some(run), q, req).await
 }
 
 /// Push observations without managing a scan run.
@@ -412,13 +406,12 @@ pub async fn push_to_scan(
     request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
     responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
               (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["ingest"])))]
 pub async fn push(
+    client: Caller<Ingest>,
     State(state): State<AppState>,
-    client: Client,
     QueryParams(q): QueryParams<PushQuery>,
     req: Request,
 ) -> ApiResult<Response> {
-    client.require(Scope::Ingest)?;
-    push_observations(state, client, None, q, req).await
+    push_observations(state, client.0, None, q, req).await
 }

@@ -133,7 +133,7 @@ pub async fn finish(
     finished_at: DateTime<Utc>,
 ) -> ApiResult<ScanRun> {
     if run.finished_at.is_some() {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::conflict(format!(
             "scan run {} is already finished",
             run.id
         )));

@@ -1,28 +1,16 @@
 //! Contacts of an organisation: who gets the advisories, in which language.
+//! Reading, adding, changing and removing them, each write one transaction
+//! with its audit event.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection};
 
 use super::model::{ContactRole, EmailAddress, Language, Source};
-use super::organisation_exists;
-use crate::app::AppState;
+use super::organisations::ensure_exists;
 use crate::audit;
-use crate::auth::{Client, Scope};
-use crate::error::{ApiError, ApiResult};
-use crate::http::{JsonBody, nullable};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/organisations/{id}/contacts",
-            get(list).post(create),
-        )
-        .route("/api/v1/contacts/{id}", patch(update).delete(remove))
-}
+use crate::domain::{Actor, DomainError, DomainResult, optional_text};
+use crate::http::nullable;
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Contact {
@@ -76,74 +64,61 @@ pub struct ContactPatch {
     pub enabled: Option<bool>,
 }
 
-/// The organisation's contacts.
-#[utoipa::path(get, path = "/api/v1/organisations/{id}/contacts", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 200, body = Vec<Contact>)), security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    client: Client,
-    Path(org): Path<i64>,
-) -> ApiResult<Json<Vec<Contact>>> {
-    client.require(Scope::Read)?;
-    let mut conn = state.pool.acquire().await?;
-    organisation_exists(&mut conn, org).await?;
-    let rows = sqlx::query_as(&format!(
+pub async fn list(conn: &mut PgConnection, organisation_id: i64) -> DomainResult<Vec<Contact>> {
+    ensure_exists(conn, organisation_id).await?;
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM contacts WHERE organisation_id = $1 ORDER BY id"
     ))
-    .bind(org)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Json(rows))
+    .bind(organisation_id)
+    .fetch_all(conn)
+    .await?)
 }
 
-/// Add a contact to the organisation.
-#[utoipa::path(post, path = "/api/v1/organisations/{id}/contacts", tag = "registry", request_body = NewContact,
-    params(("id" = i64, Path)), responses((status = 201, body = Contact), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
 pub async fn create(
-    State(state): State<AppState>,
-    client: Client,
-    Path(org): Path<i64>,
-    JsonBody(body): JsonBody<NewContact>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
-    client.require(Scope::Admin)?;
-    let mut tx = state.pool.begin().await?;
-    organisation_exists(&mut tx, org).await?;
+    conn: &mut PgConnection,
+    actor: &Actor,
+    organisation_id: i64,
+    new: &NewContact,
+) -> DomainResult<Contact> {
+    let name = optional_text("name", new.name.as_deref(), 200)?;
+    let mut tx = conn.begin().await?;
+    ensure_exists(&mut tx, organisation_id).await?;
     let contact: Contact = sqlx::query_as(&format!(
         "INSERT INTO contacts (organisation_id, email, name, role, language, enabled, provenance, channel)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'api') RETURNING {COLUMNS}"
     ))
-    .bind(org)
-    .bind(body.email.as_str())
-    .bind(body.name.as_deref().map(str::trim))
-    .bind(body.role.as_str())
-    .bind(body.language.as_str())
-    .bind(body.enabled)
-    .bind(body.provenance.unwrap_or(Source::Manual).as_str())
+    .bind(organisation_id)
+    .bind(new.email.as_str())
+    .bind(name)
+    .bind(new.role.as_str())
+    .bind(new.language.as_str())
+    .bind(new.enabled)
+    .bind(new.provenance.unwrap_or(Source::Manual).as_str())
     .fetch_one(&mut *tx)
     .await?;
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "contact.create",
         &format!("contact:{}", contact.id),
-        serde_json::json!({ "organisation_id": org }),
+        serde_json::json!({ "organisation_id": organisation_id }),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(contact)))
+    Ok(contact)
 }
 
-/// Change a contact.
-#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "registry", request_body = ContactPatch,
-    params(("id" = i64, Path)), responses((status = 200, body = Contact)), security(("bearer" = [])))]
 pub async fn update(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-    JsonBody(patch): JsonBody<ContactPatch>,
-) -> ApiResult<Json<Contact>> {
-    client.require(Scope::Admin)?;
-    let mut tx = state.pool.begin().await?;
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    patch: &ContactPatch,
+) -> DomainResult<Contact> {
+    let name = patch
+        .name
+        .as_ref()
+        .map(|n| optional_text("name", n.as_deref(), 200))
+        .transpose()?;
+    let mut tx = conn.begin().await?;
     let contact: Contact = sqlx::query_as(&format!(
         "UPDATE contacts SET
             email = coalesce($2, email),
@@ -155,50 +130,42 @@ pub async fn update(
     ))
     .bind(id)
     .bind(patch.email.as_ref().map(EmailAddress::as_str))
-    .bind(patch.name.is_some())
-    .bind(patch.name.flatten())
+    .bind(name.is_some())
+    .bind(name.flatten())
     .bind(patch.role.map(ContactRole::as_str))
     .bind(patch.language.map(Language::as_str))
     .bind(patch.enabled)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::not_found(format!("contact {id}")))?;
+    .ok_or_else(|| DomainError::not_found(format!("contact {id}")))?;
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "contact.update",
         &format!("contact:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    Ok(Json(contact))
+    Ok(contact)
 }
 
-/// Remove a contact.
-#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 204)), security(("bearer" = [])))]
-pub async fn remove(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
-    client.require(Scope::Admin)?;
-    let mut tx = state.pool.begin().await?;
+pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainResult<()> {
+    let mut tx = conn.begin().await?;
     let n = sqlx::query("DELETE FROM contacts WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     if n == 0 {
-        return Err(ApiError::not_found(format!("contact {id}")));
+        return Err(DomainError::not_found(format!("contact {id}")));
     }
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "contact.delete",
         &format!("contact:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

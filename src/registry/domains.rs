@@ -1,25 +1,13 @@
 //! Domains an organisation holds (for matching scanner hostnames and for
-//! people reading the registry).
+//! people reading the registry): reading, adding and removing them.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection};
 
-use super::organisation_exists;
-use crate::app::AppState;
+use super::organisations::ensure_exists;
 use crate::audit;
-use crate::auth::{Client, Scope};
-use crate::error::{ApiError, ApiResult};
-use crate::http::JsonBody;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/organisations/{id}/domains", get(list).post(create))
-        .route("/api/v1/domains/{id}", delete(remove))
-}
+use crate::domain::{Actor, DomainError, DomainResult};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Domain {
@@ -54,86 +42,63 @@ pub fn parse_domain(input: &str) -> Result<String, String> {
     }
 }
 
-/// The organisation's domains.
-#[utoipa::path(get, path = "/api/v1/organisations/{id}/domains", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 200, body = Vec<Domain>)), security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    client: Client,
-    Path(org): Path<i64>,
-) -> ApiResult<Json<Vec<Domain>>> {
-    client.require(Scope::Read)?;
-    let mut conn = state.pool.acquire().await?;
-    organisation_exists(&mut conn, org).await?;
-    let rows = sqlx::query_as(
+pub async fn list(conn: &mut PgConnection, organisation_id: i64) -> DomainResult<Vec<Domain>> {
+    ensure_exists(conn, organisation_id).await?;
+    Ok(sqlx::query_as(
         "SELECT id, organisation_id, domain, created_at FROM domains WHERE organisation_id = $1 ORDER BY domain",
     )
-    .bind(org)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Json(rows))
+    .bind(organisation_id)
+    .fetch_all(conn)
+    .await?)
 }
 
-/// Add a domain to the organisation.
-#[utoipa::path(post, path = "/api/v1/organisations/{id}/domains", tag = "registry", request_body = NewDomain,
-    params(("id" = i64, Path)), responses((status = 201, body = Domain), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
 pub async fn create(
-    State(state): State<AppState>,
-    client: Client,
-    Path(org): Path<i64>,
-    JsonBody(body): JsonBody<NewDomain>,
-) -> ApiResult<(StatusCode, Json<Domain>)> {
-    client.require(Scope::Admin)?;
-    let domain = parse_domain(&body.domain).map_err(|e| ApiError::invalid("domain", e))?;
-    let mut tx = state.pool.begin().await?;
-    organisation_exists(&mut tx, org).await?;
+    conn: &mut PgConnection,
+    actor: &Actor,
+    organisation_id: i64,
+    new: &NewDomain,
+) -> DomainResult<Domain> {
+    let domain = parse_domain(&new.domain).map_err(|e| DomainError::invalid("domain", e))?;
+    let mut tx = conn.begin().await?;
+    ensure_exists(&mut tx, organisation_id).await?;
     let row: Domain = sqlx::query_as(
         "INSERT INTO domains (organisation_id, domain) VALUES ($1, $2)
          RETURNING id, organisation_id, domain, created_at",
     )
-    .bind(org)
+    .bind(organisation_id)
     .bind(&domain)
     .fetch_one(&mut *tx)
     .await?;
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "domain.create",
         &format!("domain:{}", row.id),
-        serde_json::json!({ "organisation_id": org, "domain": domain }),
+        serde_json::json!({ "organisation_id": organisation_id, "domain": domain }),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(row)))
+    Ok(row)
 }
 
-/// Remove a domain.
-#[utoipa::path(delete, path = "/api/v1/domains/{id}", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 204)), security(("bearer" = [])))]
-pub async fn remove(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
-    client.require(Scope::Admin)?;
-    let mut tx = state.pool.begin().await?;
+pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainResult<()> {
+    let mut tx = conn.begin().await?;
     let n = sqlx::query("DELETE FROM domains WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     if n == 0 {
-        return Err(ApiError::not_found(format!("domain {id}")));
+        return Err(DomainError::not_found(format!("domain {id}")));
     }
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "domain.delete",
         &format!("domain:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[cfg(test)]

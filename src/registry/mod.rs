@@ -1,7 +1,9 @@
 //! The registry of who owns which addresses: organisations with their
-//! contacts, networks (with validity history), ASNs and domains. Owns the
-//! CRUD API ([`organisations`], [`contacts`], [`networks`], [`domains`]) and
-//! the importers ([`import`]).
+//! contacts, networks (with validity history), ASNs and domains. The domain
+//! operations live in [`organisations`], [`contacts`], [`networks`] and
+//! [`domains`] (each write one transaction with its audit event, for every
+//! surface to call); [`routes`] is the REST API over them; [`import`] holds
+//! the importers.
 
 pub mod contacts;
 pub mod domains;
@@ -9,30 +11,6 @@ pub mod import;
 pub mod model;
 pub mod networks;
 pub mod organisations;
+pub mod routes;
 
-use axum::Router;
-
-use crate::app::AppState;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(organisations::routes())
-        .merge(contacts::routes())
-        .merge(networks::routes())
-        .merge(domains::routes())
-}
-
-/// 404 unless the organisation exists.
-pub(crate) async fn organisation_exists(
-    conn: &mut sqlx::PgConnection,
-    id: i64,
-) -> Result<(), crate::error::ApiError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM organisations WHERE id = $1 FOR KEY SHARE")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| crate::error::ApiError::not_found(format!("organisation {id}")))
-}
+pub use routes::routes;

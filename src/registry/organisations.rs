@@ -1,27 +1,14 @@
-//! `/api/v1/organisations`: organisations, the owners of networks.
+//! Organisations, the owners of networks: reading, registering, changing
+//! and deleting them. Every write is one transaction with its audit event.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection};
 
 use super::model::OrgNumber;
-use crate::app::AppState;
 use crate::audit;
-use crate::auth::{Client, Scope};
-use crate::error::{ApiError, ApiResult};
-use crate::http::{JsonBody, Page, QueryParams, id_cursor, nullable, page_limit};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/organisations", get(list).post(create))
-        .route(
-            "/api/v1/organisations/{id}",
-            get(show).patch(update).delete(remove),
-        )
-}
+use crate::domain::{Actor, DomainError, DomainResult, optional_text, required_text};
+use crate::http::nullable;
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Organisation {
@@ -69,22 +56,8 @@ pub struct OrganisationPatch {
     pub notes: Option<Option<String>>,
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(ApiError::invalid(field, "must not be empty"));
-    }
-    if v.chars().count() > max {
-        return Err(ApiError::invalid(
-            field,
-            format!("at most {max} characters"),
-        ));
-    }
-    Ok(v.to_owned())
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ListQuery {
+pub struct OrganisationQuery {
     /// Only the organisation with this `ref`.
     #[serde(rename = "ref")]
     pub reference: Option<String>,
@@ -92,106 +65,93 @@ pub struct ListQuery {
     pub limit: Option<u32>,
 }
 
-/// List organisations, by id, cursor-paginated.
-#[utoipa::path(get, path = "/api/v1/organisations", tag = "registry", params(ListQuery),
-    responses((status = 200, body = Page<Organisation>)), security(("bearer" = [])))]
+/// A page of organisations by id, after `after`; `limit + 1` rows, so the
+/// caller learns whether more exist.
 pub async fn list(
-    State(state): State<AppState>,
-    client: Client,
-    QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<Page<Organisation>>> {
-    client.require(Scope::Read)?;
-    let limit = page_limit(q.limit)?;
-    let after = id_cursor(q.cursor.as_deref())?;
-    let rows: Vec<Organisation> = sqlx::query_as(&format!(
+    conn: &mut PgConnection,
+    reference: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> DomainResult<Vec<Organisation>> {
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM organisations
           WHERE id > $1 AND ($2::text IS NULL OR ref = $2)
           ORDER BY id LIMIT $3"
     ))
     .bind(after)
-    .bind(&q.reference)
+    .bind(reference)
     .bind(limit as i64 + 1)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(Page::from_rows(rows, limit, |o| o.id.to_string())))
+    .fetch_all(conn)
+    .await?)
 }
 
-pub async fn fetch(pool: &sqlx::PgPool, id: i64) -> ApiResult<Organisation> {
+pub async fn fetch(conn: &mut PgConnection, id: i64) -> DomainResult<Organisation> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM organisations WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found(format!("organisation {id}")))
+    .ok_or_else(|| DomainError::not_found(format!("organisation {id}")))
 }
 
-/// One organisation.
-#[utoipa::path(get, path = "/api/v1/organisations/{id}", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 200, body = Organisation), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn show(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Organisation>> {
-    client.require(Scope::Read)?;
-    Ok(Json(fetch(&state.pool, id).await?))
-}
-
-/// Register an organisation.
-#[utoipa::path(post, path = "/api/v1/organisations", tag = "registry", request_body = NewOrganisation,
-    responses((status = 201, body = Organisation), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+/// Registers an organisation entered by hand.
 pub async fn create(
-    State(state): State<AppState>,
-    client: Client,
-    JsonBody(body): JsonBody<NewOrganisation>,
-) -> ApiResult<(StatusCode, Json<Organisation>)> {
-    client.require(Scope::Admin)?;
-    let reference = check_text("ref", &body.reference, 100)?;
-    let name = check_text("name", &body.name, 300)?;
-    let mut tx = state.pool.begin().await?;
+    conn: &mut PgConnection,
+    actor: &Actor,
+    new: &NewOrganisation,
+) -> DomainResult<Organisation> {
+    let reference = required_text("ref", &new.reference, 100)?;
+    let name = required_text("name", &new.name, 300)?;
+    let sector = optional_text("sector", new.sector.as_deref(), 100)?;
+    let notes = optional_text("notes", new.notes.as_deref(), 10_000)?;
+    let mut tx = conn.begin().await?;
     let org: Organisation = sqlx::query_as(&format!(
         "INSERT INTO organisations (ref, name, org_number, sector, notes, channel)
          VALUES ($1, $2, $3, $4, $5, 'api') RETURNING {COLUMNS}"
     ))
     .bind(&reference)
     .bind(&name)
-    .bind(body.org_number.as_ref().map(OrgNumber::as_str))
-    .bind(&body.sector)
-    .bind(&body.notes)
+    .bind(new.org_number.as_ref().map(OrgNumber::as_str))
+    .bind(&sector)
+    .bind(&notes)
     .fetch_one(&mut *tx)
     .await?;
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "organisation.create",
         &format!("organisation:{}", org.id),
         serde_json::json!({ "ref": reference }),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(org)))
+    Ok(org)
 }
 
-/// Change an organisation's name, number, sector or notes (`ref` is its
+/// Changes an organisation's name, number, sector or notes (`ref` is its
 /// key and cannot change).
-#[utoipa::path(patch, path = "/api/v1/organisations/{id}", tag = "registry", request_body = OrganisationPatch,
-    params(("id" = i64, Path)), responses((status = 200, body = Organisation), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
 pub async fn update(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-    JsonBody(patch): JsonBody<OrganisationPatch>,
-) -> ApiResult<Json<Organisation>> {
-    client.require(Scope::Admin)?;
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    patch: &OrganisationPatch,
+) -> DomainResult<Organisation> {
     let name = patch
         .name
         .as_deref()
-        .map(|n| check_text("name", n, 300))
+        .map(|n| required_text("name", n, 300))
         .transpose()?;
-    let mut tx = state.pool.begin().await?;
+    let sector = patch
+        .sector
+        .as_ref()
+        .map(|s| optional_text("sector", s.as_deref(), 100))
+        .transpose()?;
+    let notes = patch
+        .notes
+        .as_ref()
+        .map(|n| optional_text("notes", n.as_deref(), 10_000))
+        .transpose()?;
+    let mut tx = conn.begin().await?;
     let org: Organisation = sqlx::query_as(&format!(
         "UPDATE organisations SET
             name = coalesce($2, name),
@@ -203,56 +163,72 @@ pub async fn update(
     .bind(id)
     .bind(&name)
     .bind(patch.org_number.is_some())
-    .bind(patch.org_number.flatten().as_ref().map(OrgNumber::as_str))
-    .bind(patch.sector.is_some())
-    .bind(patch.sector.flatten())
-    .bind(patch.notes.is_some())
-    .bind(patch.notes.flatten())
+    .bind(
+        patch
+            .org_number
+            .as_ref()
+            .and_then(|n| n.as_ref())
+            .map(OrgNumber::as_str),
+    )
+    .bind(sector.is_some())
+    .bind(sector.flatten())
+    .bind(notes.is_some())
+    .bind(notes.flatten())
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::not_found(format!("organisation {id}")))?;
+    .ok_or_else(|| DomainError::not_found(format!("organisation {id}")))?;
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "organisation.update",
         &format!("organisation:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    Ok(Json(org))
+    Ok(org)
 }
 
-/// Delete an organisation that has no networks, ASNs or findings (current
+/// Deletes an organisation that has no networks, ASNs or findings (current
 /// or historical); its contacts and domains go with it.
-#[utoipa::path(delete, path = "/api/v1/organisations/{id}", tag = "registry",
-    params(("id" = i64, Path)), responses((status = 204), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
-pub async fn remove(
-    State(state): State<AppState>,
-    client: Client,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
-    client.require(Scope::Admin)?;
-    let mut tx = state.pool.begin().await?;
+pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainResult<()> {
+    let mut tx = conn.begin().await?;
+    // Findings have no foreign key (see the ingest migration), so ask.
+    let has_findings: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM findings WHERE organisation_id = $1)")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if has_findings {
+        return Err(DomainError::conflict("the organisation has findings"));
+    }
     let deleted = sqlx::query("DELETE FROM organisations WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
-        .await
-        .map_err(|e| match ApiError::from(e) {
-            ApiError::BadRequest(m) => ApiError::Conflict(m),
-            other => other,
-        })?
+        .await?
         .rows_affected();
     if deleted == 0 {
-        return Err(ApiError::not_found(format!("organisation {id}")));
+        return Err(DomainError::not_found(format!("organisation {id}")));
     }
     audit::commit(
         tx,
-        &client.actor(),
+        actor,
         "organisation.delete",
         &format!("organisation:{id}"),
         serde_json::json!({}),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+/// `NotFound` unless the organisation exists; locks it against deletion
+/// until the transaction ends.
+pub async fn ensure_exists(conn: &mut PgConnection, id: i64) -> DomainResult<()> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM organisations WHERE id = $1 FOR KEY SHARE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| DomainError::not_found(format!("organisation {id}")))
 }

@@ -136,9 +136,10 @@ async fn spawn_on(settings: Settings) -> TestApp {
     let token = |name: &'static str, scope: Scope| {
         let pool = pool.clone();
         async move {
-            let (_, token) = varsel::auth::create_client(&pool, name, &[scope])
-                .await
-                .expect("token");
+            let (_, token) =
+                varsel::auth::create_client(&pool, &varsel::domain::Actor::Cli, name, &[scope])
+                    .await
+                    .expect("token");
             token.expose().to_owned()
         }
     };

@@ -3,6 +3,7 @@
 
 mod attribution;
 mod auth;
+mod authz;
 mod health;
 mod helpers;
 mod import;

@@ -270,3 +270,21 @@ async fn malformed_json_is_a_clear_400() {
         "{body}"
     );
 }
+
+/// Every constraint the domain maps to a conflict exists in the schema:
+/// a misspelt or vanished name would turn a clear 409 into a 500.
+#[tokio::test]
+async fn every_mapped_constraint_exists() {
+    let app = crate::helpers::spawn_app().await;
+    for (name, _, _) in varsel::domain::CONSTRAINTS {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1)
+                 OR EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'i')",
+        )
+        .bind(name)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert!(exists, "constraint {name} is mapped but does not exist");
+    }
+}

@@ -131,7 +131,7 @@ pub async fn apply(
 
     crate::audit::record(
         &mut tx,
-        &format!("import:{}", channel.as_str()),
+        &crate::domain::Actor::Import(channel.as_str()),
         "registry.import",
         "registry",
         serde_json::json!({
