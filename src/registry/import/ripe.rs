@@ -576,7 +576,7 @@ mod tests {
     use std::io::Cursor;
     use std::path::Path;
 
-    const SAMPLES: &str = "/work/shared/formats/ripe";
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/formats/ripe");
 
     fn text(s: &str) -> Box<dyn BufRead + Send> {
         Box::new(Cursor::new(s.as_bytes().to_vec()))
