@@ -260,8 +260,13 @@ pub fn shared_dir() -> PathBuf {
     }
 }
 
+/// A format sample from the repository's `tests/fixtures/formats`.
 pub fn sample(path: &str) -> PathBuf {
-    shared_dir().join("formats").join(path)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/formats"
+    ))
+    .join(path)
 }
 
 /// A small generated data set (gen_dataset.py), made once per test process.

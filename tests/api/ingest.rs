@@ -45,9 +45,10 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn every_shared_sample_format_is_ingested() {
+async fn every_fixture_format_is_ingested() {
     let app = spawn_app().await;
-    app.organisation("US-EXCHANGE", &["12.237.1.0/24"]).await;
+    // 192.0.2.10 is in it; 192.0.2.200, same ASN, is not.
+    app.organisation("NO-EXCHANGE", &["192.0.2.0/25"]).await;
     let cases: [(&str, &str, &str, u64); 9] = [
         (
             "shadowserver/scan_exchange.csv",
@@ -121,10 +122,10 @@ async fn every_shared_sample_format_is_ingested() {
     assert_eq!(compromised, 2);
     let attributed: Vec<&Value> = exchange
         .iter()
-        .filter(|f| f["organisation_ref"] == "US-EXCHANGE")
+        .filter(|f| f["organisation_ref"] == "NO-EXCHANGE")
         .collect();
     assert_eq!(attributed.len(), 1);
-    assert_eq!(attributed[0]["ip"], "12.237.1.2");
+    assert_eq!(attributed[0]["ip"], "192.0.2.10");
     assert_eq!(attributed[0]["cves"], json!(["CVE-2021-26855"]));
 }
 

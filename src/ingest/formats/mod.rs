@@ -389,7 +389,7 @@ mod robustness {
     //! Cut-off and garbled inputs must give items or an InputError, never a
     //! panic or an endless iterator.
 
-    use super::test_support::shared_formats_dir;
+    use super::test_support::formats_dir;
     use super::*;
 
     fn drain(format: &Format, bytes: Vec<u8>) {
@@ -425,7 +425,7 @@ mod robustness {
         ];
         let mut seed: u32 = 12345;
         for (format, rel) in cases {
-            let bytes = std::fs::read(shared_formats_dir().join(rel)).unwrap();
+            let bytes = std::fs::read(formats_dir().join(rel)).unwrap();
             let step = (bytes.len() / 400).max(1);
             for cut in (0..bytes.len()).step_by(step) {
                 drain(&format, bytes[..cut].to_vec());

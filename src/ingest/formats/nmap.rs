@@ -950,7 +950,7 @@ mod tests {
     #[test]
     fn host_line_numbers() {
         let sample_text = std::fs::read_to_string(
-            super::super::test_support::shared_formats_dir().join("nmap/nmap_sample.xml"),
+            super::super::test_support::formats_dir().join("nmap/nmap_sample.xml"),
         )
         .unwrap();
         // A broken address makes the host rejected, which shows its line.

@@ -20,8 +20,8 @@ use super::fields::{
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
 /// Templates named after a CVE that only show the service is exposed, not
-/// that it is vulnerable (shared/formats/README.md): `CVE-2021-27065` only
-/// proves the Exchange ECP panel answers.
+/// that it is vulnerable (tests/fixtures/formats/README.md): `CVE-2021-27065`
+/// only proves the Exchange ECP panel answers.
 const EXPOSURE_ONLY_TEMPLATES: &[&str] = &["CVE-2021-27065"];
 
 #[derive(Debug, Deserialize)]
@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn array_export_matches_jsonl() {
         let jsonl = std::fs::read_to_string(
-            super::super::test_support::shared_formats_dir().join("nuclei/nuclei_sample_v3.jsonl"),
+            super::super::test_support::formats_dir().join("nuclei/nuclei_sample_v3.jsonl"),
         )
         .unwrap();
         let array = format!("[{}]", jsonl.trim_end().replace('\n', ",\n"));

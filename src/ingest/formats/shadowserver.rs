@@ -2,10 +2,10 @@
 //! to one observation, deciding exposure / vulnerable / compromised from the
 //! tags and flag columns, and keeps the rest of the row as evidence.
 //!
-//! Real reports are messy (shared/formats/README.md): mixed quoting, rows
-//! shorter than the header, backslash-escaped quotes, `;`- or `,`-separated
-//! tags, placeholder values (`ZZ`, ASN 64512). All are tolerated; a row is
-//! rejected only when it has no usable address or time.
+//! Real reports are messy (tests/fixtures/formats/README.md): mixed quoting,
+//! rows shorter than the header, backslash-escaped quotes, `;`- or
+//! `,`-separated tags, placeholder values (`ZZ`, ASN 64512). All are
+//! tolerated; a row is rejected only when it has no usable address or time.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -381,16 +381,16 @@ mod tests {
         assert!(obs.iter().all(|o| o.severity == Some(Severity::Critical)));
 
         let first = obs[0];
-        assert_eq!(first.ip.to_string(), "12.237.1.2");
-        assert_eq!(first.observed_at.to_rfc3339(), "2021-05-14T00:11:30+00:00");
+        assert_eq!(first.ip.to_string(), "192.0.2.10");
+        assert_eq!(first.observed_at.to_rfc3339(), "2021-03-10T06:42:17+00:00");
         assert_eq!(first.state, ObservationState::Vulnerable);
         assert_eq!(first.cves, vec!["CVE-2021-26855"]);
-        assert_eq!(first.hostname.as_deref(), Some("afs-exch-cas2.xxx.com"));
-        assert_eq!(first.asn, Some(7018));
+        assert_eq!(first.hostname.as_deref(), Some("owa.fjordnett-xxx.example"));
+        assert_eq!(first.asn, Some(64500));
         assert_eq!(first.version.as_deref(), Some("15.2.721"));
         let ev: serde_json::Value =
             serde_json::from_str(first.evidence.as_deref().unwrap()).unwrap();
-        assert_eq!(ev["servername"], "AFS-EXCH2019");
+        assert_eq!(ev["servername"], "FJN-EXCH2019");
         assert_eq!(ev["tag"], "exchange;cve-2021-26855");
         assert_eq!(
             ev["sector"],
@@ -398,7 +398,7 @@ mod tests {
         );
         assert!(ev.get("ip").is_none() && ev.get("asn").is_none());
         let raw: serde_json::Value = serde_json::from_str(&first.raw).unwrap();
-        assert_eq!(raw["timestamp"], "2021-05-14 00:11:30");
+        assert_eq!(raw["timestamp"], "2021-03-10 06:42:17");
         assert_eq!(raw["url"], "");
 
         let compromised: Vec<_> = obs
@@ -406,7 +406,8 @@ mod tests {
             .filter(|o| o.state == ObservationState::Compromised)
             .collect();
         assert_eq!(compromised.len(), 2);
-        assert_eq!(compromised[0].ip.to_string(), "98.153.3.4");
+        assert_eq!(compromised[0].ip.to_string(), "198.51.100.23");
+        assert_eq!(compromised[1].ip.to_string(), "198.51.100.77");
         assert!(compromised.iter().all(|o| o.cves.is_empty()));
         let vulnerable: Vec<_> = obs
             .iter()
@@ -434,12 +435,12 @@ mod tests {
             assert_eq!(o.severity, None);
             assert_eq!(o.product, None);
         }
-        assert_eq!(obs[0].asn, Some(7922));
+        assert_eq!(obs[0].asn, Some(64510));
         let ev: serde_json::Value =
             serde_json::from_str(obs[0].evidence.as_deref().unwrap()).unwrap();
-        assert_eq!(ev["server"], "lighttpd");
+        assert_eq!(ev["server"], "lighttpd/1.4.59");
         assert_eq!(ev["http_code"], "200");
-        assert_eq!(obs[1].observed_at.to_rfc3339(), "2018-04-19T00:02:26+00:00");
+        assert_eq!(obs[1].observed_at.to_rfc3339(), "2021-03-11T04:17:52+00:00");
     }
 
     #[test]
@@ -447,8 +448,8 @@ mod tests {
         let items = items(&format("scan_smb"), sample("shadowserver/scan_smb.csv"));
         let obs = observations(&items);
         assert_eq!(obs.len(), 3);
-        assert_eq!(obs[2].ip.to_string(), "192.168.0.3");
-        assert_eq!(obs[2].hostname.as_deref(), Some("node03.example.com"));
+        assert_eq!(obs[2].ip.to_string(), "10.20.30.43");
+        assert_eq!(obs[2].hostname.as_deref(), Some("filer-c.lab.example"));
         assert_eq!(obs[2].port, 445);
         for o in &obs {
             assert_eq!(o.state, ObservationState::Unknown);
@@ -456,7 +457,7 @@ mod tests {
             let ev: serde_json::Value =
                 serde_json::from_str(o.evidence.as_deref().unwrap()).unwrap();
             assert!(ev.get("geo").is_none(), "ZZ is a placeholder");
-            assert_eq!(ev["smb_version_string"], "SMB 2.1");
+            assert_eq!(ev["smb_version_string"], "SMB 3.1.1");
             assert_eq!(ev["smb_implant"], "N");
         }
     }

@@ -6,17 +6,17 @@ use std::path::PathBuf;
 use super::{Format, InputError, Item, parse};
 use crate::ingest::observation::{LineError, Observation};
 
-/// `shared/` (the samples live under `shared/formats`): `VARSEL_SHARED_DIR`
-/// if set, else the `shared` folder beside the crate.
-pub(crate) fn shared_formats_dir() -> PathBuf {
-    let shared = std::env::var_os("VARSEL_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")));
-    shared.join("formats")
+/// The format samples, in the repository (`tests/fixtures/formats`; where
+/// each came from is in `tests/fixtures/SOURCES.md`).
+pub(crate) fn formats_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/formats"
+    ))
 }
 
 pub(crate) fn sample(rel: &str) -> Box<dyn BufRead + Send> {
-    let path = shared_formats_dir().join(rel);
+    let path = formats_dir().join(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Box::new(Cursor::new(bytes))
 }

@@ -604,7 +604,7 @@ mod tests {
     use std::io::Cursor;
     use std::path::Path;
 
-    const SAMPLES: &str = "/work/shared/formats/ripe";
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/formats/ripe");
 
     fn text(s: &str) -> Box<dyn BufRead + Send> {
         Box::new(Cursor::new(s.as_bytes().to_vec()))
@@ -819,6 +819,36 @@ mod tests {
         assert_eq!(s, Snapshot::default());
         let s = read_ripe(Vec::new(), "NO").unwrap();
         assert_eq!(s, Snapshot::default());
+    }
+
+    #[test]
+    fn role_sample_messy_mailboxes_become_clean_contacts() {
+        // Networks naming the sample's roles as abuse-c give each role an
+        // owner; its `abuse@….example,` and `… (preferred)` come out clean.
+        let nets = "inetnum: 192.0.2.0 - 192.0.2.255\nnetname: NET-A\ncountry: NO\nabuse-c: AR64501-RIPE\n\n\
+                    inetnum: 198.51.100.0 - 198.51.100.255\nnetname: NET-B\ncountry: NO\nabuse-c: hnc12-ripe\n";
+        let s = read_ripe(
+            vec![
+                sample("ripe_role_sample.txt"),
+                ("nets".to_owned(), text(nets)),
+            ],
+            "NO",
+        )
+        .unwrap();
+        assert!(s.rejected.is_empty(), "{:?}", s.rejected);
+        let refs: Vec<&str> = s
+            .organisations
+            .iter()
+            .map(|o| o.reference.as_str())
+            .collect();
+        assert_eq!(refs, ["AR64501-RIPE", "HNC12-RIPE"]);
+        let ar = org(&s, "AR64501-RIPE");
+        assert_eq!(ar.name, "Abuse-C Role");
+        assert_eq!(emails(ar), ["abuse@nordvik-telekom.example"]);
+        let hnc = org(&s, "HNC12-RIPE");
+        assert_eq!(hnc.name, "Havlys Nett Contacts");
+        assert_eq!(emails(hnc), ["abuse@havlys-nett.example"]);
+        assert_eq!(networks_of(&s, "HNC12-RIPE"), [net("198.51.100.0/24")]);
     }
 
     const MESSY: &str = "\
