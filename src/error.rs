@@ -228,6 +228,11 @@ impl From<sqlx::Error> for ApiError {
 }
 
 fn database_error(e: sqlx::Error) -> ApiError {
+    // Every connection busy for the whole acquire timeout, or the database
+    // unreachable: a retry later may well succeed.
+    if matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
+        return ApiError::Unavailable(format!("database: {e}"));
+    }
     if let Some(db) = e.as_database_error() {
         // deadlock_detected, serialization_failure: the transaction is
         // gone and a retry succeeds.

@@ -2,14 +2,17 @@
 //! extractor whose rejections are problem documents naming what was wrong,
 //! and a query extractor likewise, pagination and PATCH helpers.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// `Json<T>` with errors as `application/problem+json`.
+/// `Json<T>` with errors as `application/problem+json`: a body that is not
+/// JSON is a 400, JSON of the wrong shape a 422 naming the field (see
+/// [`parse_json`]); a body that is not declared JSON is a 415.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -20,51 +23,66 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| {
+                m.type_() == mime::APPLICATION
+                    && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".to_owned(),
+            ));
         }
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::JsonDataError(e) => {
-            // serde_path_to_error gives "field: reason"; keep both parts.
-            let text = e.body_text();
-            let detail = text
-                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-                .unwrap_or(&text)
-                .to_owned();
-            if let Some(field) = detail
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split_once('`'))
-                .map(|(field, _)| field)
-            {
-                return ApiError::invalid(field, "is required");
-            }
-            match detail.split_once(": ") {
-                Some((path, reason)) if !path.contains(' ') => ApiError::invalid(path, reason),
-                _ => ApiError::BadRequest(detail),
-            }
-        }
-        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
-            "request body is not valid JSON: {}",
-            e.body_text()
-                .trim_start_matches("Failed to parse the request body as JSON: ")
-        )),
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-            "send the body as JSON with Content-Type: application/json".to_owned(),
-        ),
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(e.body_text())
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
             }
-        }
-        other => ApiError::BadRequest(other.body_text()),
+        })?;
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a JSON request body. One rule for every JSON body: what is not
+/// JSON at all (a syntax error, a cut-off document) is a 400; JSON that
+/// does not fit (a missing or mistyped field, a value out of range) is a 422
+/// naming the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return ApiError::BadRequest(format!("request body is not valid JSON: {inner}"));
+        }
+        let reason = inner.to_string();
+        // serde says "missing field `ip` at line 1 column 2": name the field.
+        if let Some((missing, _)) = reason
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            let field = if path == "." {
+                missing.to_owned()
+            } else {
+                format!("{path}.{missing}")
+            };
+            return ApiError::invalid(field, "is required");
+        }
+        let reason = reason
+            .rsplit_once(" at line ")
+            .map_or(reason.as_str(), |(r, _)| r)
+            .to_owned();
+        ApiError::invalid(if path == "." { "body".to_owned() } else { path }, reason)
+    })?;
+    // Anything after the document is a syntax error too.
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    Ok(parsed)
 }
 
 /// `Query<T>` with errors as problem documents: a parameter that does not
@@ -153,5 +171,29 @@ pub fn id_cursor(cursor: Option<&str>) -> Result<i64, crate::error::ApiError> {
         Some(c) => c.parse().map_err(|_| {
             crate::error::ApiError::invalid("cursor", "not a cursor this API gave out")
         }),
+    }
+}
+
+/// `Path<T>` with errors as problem documents: resources are addressed by
+/// numeric id, so a segment that does not parse as one names no resource
+/// (404).
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::NotFound(format!(
+                "{}: {}",
+                parts.uri.path(),
+                e.body_text()
+            ))),
+        }
     }
 }

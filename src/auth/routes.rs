@@ -1,6 +1,6 @@
 //! `/api/v1/tokens`: API clients managed over the API (admin scope).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Admin, Caller, ClientInfo, Scope};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::http::JsonBody;
+use crate::http::{JsonBody, Path};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

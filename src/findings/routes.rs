@@ -3,7 +3,7 @@
 //! history and observations; the triage queue (`unattributed=true`);
 //! summary counts. Thin over [`super::query`].
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,7 @@ use super::query::{
 use crate::app::AppState;
 use crate::auth::{Caller, Read};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Page, QueryParams, id_cursor, page_limit};
+use crate::http::{Page, Path, QueryParams, id_cursor, page_limit};
 use crate::ingest::observation::ObservationState;
 use crate::registry::model::Cidr;
 

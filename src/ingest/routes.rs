@@ -3,7 +3,7 @@
 //! `Idempotency-Key`.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use super::scans::{self, FinishScanRun, NewScanRun, ScanRun};
 use crate::app::AppState;
 use crate::auth::{Caller, Client, Ingest, ReadOrIngest, Scope};
 use crate::error::{ApiError, ApiResult};
-use crate::http::QueryParams;
+use crate::http::{Path, QueryParams};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,20 +44,12 @@ async fn small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes> {
         })
 }
 
+/// An empty body is an empty object (`finish` needs nothing).
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_slice(b"{}").map_err(|e| ApiError::BadRequest(e.to_string()));
+        return crate::http::parse_json(b"{}");
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_data() && path != "." {
-            ApiError::invalid(path, inner.to_string())
-        } else {
-            ApiError::BadRequest(format!("request body is not valid: {inner}"))
-        }
-    })
+    crate::http::parse_json(bytes)
 }
 
 fn path_and_query(req_uri: &axum::http::Uri) -> String {

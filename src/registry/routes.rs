@@ -2,7 +2,7 @@
 //! the registry over REST. Thin handlers: each names its scope, parses the
 //! request, calls the domain function and answers JSON.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch};
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use super::organisations::{
 use crate::app::AppState;
 use crate::auth::{Admin, Caller, Read};
 use crate::error::{ApiResult, Problem};
-use crate::http::{JsonBody, Page, QueryParams, id_cursor, page_limit};
+use crate::http::{JsonBody, Page, Path, QueryParams, id_cursor, page_limit};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

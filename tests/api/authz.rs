@@ -84,7 +84,11 @@ async fn every_operation_demands_the_scope_it_documents() {
         }
     }
     public.sort();
-    assert_eq!(public, ["GET /healthz", "GET /readyz"], "only health is public");
+    assert_eq!(
+        public,
+        ["GET /healthz", "GET /readyz"],
+        "only health is public"
+    );
     assert!(checked >= 34, "only {checked} operations checked");
 }
 
