@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long)]
         asn: Option<u32>,
     },
-    /// Benchmarks on a data set made by gen_dataset.py (see BENCHMARKS.md).
+    /// Benchmarks, and the data set they run on (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
 }
@@ -97,6 +97,11 @@ pub struct ImportOptions {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // A data set is made from the arguments alone: no configuration to load
+    // (or to fail on), no database to reach.
+    if let Command::Bench(crate::bench::BenchCommand::Dataset(args)) = &cli.command {
+        return crate::bench::dataset::run(args);
+    }
     let settings = Settings::load()?;
     match cli.command {
         Command::Serve => serve(settings).await,

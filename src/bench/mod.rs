@@ -1,8 +1,10 @@
 //! Benchmarks, run as `varsel bench …` on a data set made by
-//! `gen_dataset.py` (see BENCHMARKS.md). Each makes its own database
-//! (`<name>_bench`) on the configured server, dropped and recreated per run.
+//! `varsel bench dataset` (see BENCHMARKS.md). Each bench makes its own
+//! database (`<name>_bench`) on the configured server, dropped and recreated
+//! per run; making the data set needs no database.
 
 mod attribution;
+pub mod dataset;
 mod ingest;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ use crate::config::{Secret, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Writes the synthetic data set the benchmarks and tests run on:
+    /// organisations.csv, networks.csv, observations.ndjson, truth.csv.
+    Dataset(dataset::DatasetArgs),
     /// In-process longest-prefix attribution on one core, and the bulk
     /// lookup endpoint end to end.
     Attribution {
@@ -46,6 +51,9 @@ pub enum BenchCommand {
 
 pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        // `cli::run` sends this here before loading settings; a caller that
+        // has them gets the same.
+        BenchCommand::Dataset(args) => dataset::run(&args),
         BenchCommand::Attribution { data, batch } => attribution::run(settings, &data, batch).await,
         BenchCommand::Ingest {
             data,

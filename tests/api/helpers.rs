@@ -252,14 +252,6 @@ pub async fn send(request: RequestBuilder) -> (StatusCode, Value) {
     (status, value)
 }
 
-/// `../shared` beside the checkout (CI lays it there too).
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("VARSEL_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")),
-    }
-}
-
 /// A format sample from the repository's `tests/fixtures/formats`.
 pub fn sample(path: &str) -> PathBuf {
     PathBuf::from(concat!(
@@ -269,18 +261,24 @@ pub fn sample(path: &str) -> PathBuf {
     .join(path)
 }
 
-/// A small generated data set (gen_dataset.py), made once per test process.
+/// A small generated data set (the generator of `varsel bench dataset`),
+/// made once per test process. The folder is kept (a static is never
+/// dropped, so it could not be removed at exit anyway) under Cargo's
+/// target/tmp, where leftovers go with `cargo clean`.
 pub fn small_dataset() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("varsel-ds-{}", std::process::id()));
-        let status = std::process::Command::new("python3")
-            .arg(shared_dir().join("bench/gen_dataset.py"))
-            .arg(&dir)
-            .args(["--orgs", "400", "--observations", "3000"])
-            .status()
-            .expect("run gen_dataset.py");
-        assert!(status.success(), "gen_dataset.py failed");
+        let dir = tempfile::Builder::new()
+            .prefix("varsel-ds-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temporary folder")
+            .keep();
+        let spec = varsel::bench::dataset::DatasetSpec {
+            organisations: 400,
+            observations: 3000,
+            ..Default::default()
+        };
+        varsel::bench::dataset::generate(&dir, &spec).expect("generate the data set");
         dir
     })
     .clone()
