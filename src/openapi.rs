@@ -57,7 +57,16 @@ use crate::error::PROBLEM_JSON;
         crate::findings::routes::show_finding,
         crate::findings::routes::findings_summary,
     ),
-    components(schemas(crate::error::Problem, crate::ingest::observation::LineError)),
+    components(schemas(
+        crate::error::Problem,
+        crate::ingest::observation::LineError,
+        crate::ingest::scans::CheckId,
+        crate::ingest::scans::CidrString,
+        crate::findings::query::FindingStatus,
+        crate::findings::routes::Representation,
+        crate::ingest::observation::ObservationState,
+        crate::ingest::routes::FormatName,
+    )),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -73,6 +82,12 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Operations that also answer NDJSON and CSV (`format=` or `Accept`).
+const FINDING_LISTS: &[&str] = &["list_findings", "list_organisation_findings"];
+
+/// Operations whose body is scan output streamed as it comes.
+const RAW_BODY_OPERATIONS: &[&str] = &["push_to_scan", "push"];
 
 /// Operations that honour `Idempotency-Key`.
 const IDEMPOTENT_OPERATIONS: &[&str] = &["create_scan", "push_to_scan", "finish_scan", "push"];
@@ -130,8 +145,29 @@ fn complete(doc: &mut Value) {
                         "required": false,
                         "description": "Makes a retry safe: the same key and body within 24 hours answer \
                                         the first answer and change nothing; a different body is a 422.",
-                        "schema": { "type": "string", "pattern": "^[!-~]{1,255}$" }
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 255,
+                            "pattern": "^[!-~]{1,255}$"
+                        }
                     }));
+                }
+            }
+            // Scan results are bytes in the format the client names (NDJSON,
+            // CSV, XML…), streamed, not a JSON string.
+            if RAW_BODY_OPERATIONS.contains(&op["operationId"].as_str().unwrap_or_default()) {
+                if let Some(content) = op["requestBody"]["content"].as_object_mut() {
+                    for media in content.values_mut() {
+                        media["schema"] = json!({ "type": "string", "format": "binary" });
+                    }
+                }
+            }
+            if FINDING_LISTS.contains(&op["operationId"].as_str().unwrap_or_default()) {
+                if let Some(content) = op["responses"]["200"]["content"].as_object_mut() {
+                    for media in ["application/x-ndjson", "text/csv"] {
+                        content.insert(media.to_owned(), json!({ "schema": { "type": "string" } }));
+                    }
                 }
             }
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
@@ -145,8 +181,10 @@ fn complete(doc: &mut Value) {
                 let is_problem = content
                     .get("application/json")
                     .is_some_and(|c| c["schema"]["$ref"] == "#/components/schemas/Problem");
-                if let (true, Some(c)) = (is_problem, content.remove("application/json")) {
-                    content.insert(PROBLEM_JSON.to_owned(), c);
+                if is_problem {
+                    if let Some(c) = content.remove("application/json") {
+                        content.insert(PROBLEM_JSON.to_owned(), c);
+                    }
                 }
             }
             let mut add = |status: &str, description: &str| {

@@ -28,12 +28,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LookupQuery {
     /// IPv4 or IPv6 address.
+    #[param(format = "ip", example = "192.0.2.1")]
     pub ip: String,
     /// RFC 3339 time; default now.
+    #[param(format = DateTime)]
     pub at: Option<String>,
     /// Owner of this ASN is the fallback when no network matches.
+    #[param(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub asn: Option<u32>,
 }
 
@@ -79,19 +83,25 @@ pub async fn lookup_one(
 #[derive(Debug, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum LookupItem {
-    Address(String),
-    Detailed {
-        ip: String,
-        at: Option<String>,
-        asn: Option<u32>,
-    },
+    Address(#[schema(inline)] IpAddress),
+    Detailed(#[schema(inline)] DetailedItem),
 }
 
-#[derive(Deserialize)]
+/// An IPv4 or IPv6 address (for the document; read as a string).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(format = "ip", example = "192.0.2.1")]
+pub struct IpAddress(pub String);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DetailedItem {
+pub struct DetailedItem {
+    #[schema(format = "ip", example = "192.0.2.1")]
     ip: String,
+    /// RFC 3339 time; default now.
+    #[schema(format = DateTime)]
     at: Option<String>,
+    /// Owner of this ASN is the fallback when no network matches.
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     asn: Option<u32>,
 }
 
@@ -107,7 +117,7 @@ impl<'de> Deserialize<'de> for LookupItem {
                 f.write_str("an address string or an object {ip, at, asn}")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LookupItem, E> {
-                Ok(LookupItem::Address(v.to_owned()))
+                Ok(LookupItem::Address(IpAddress(v.to_owned())))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -115,11 +125,7 @@ impl<'de> Deserialize<'de> for LookupItem {
             ) -> Result<LookupItem, A::Error> {
                 let d =
                     DetailedItem::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(LookupItem::Detailed {
-                    ip: d.ip,
-                    at: d.at,
-                    asn: d.asn,
-                })
+                Ok(LookupItem::Detailed(d))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -146,14 +152,14 @@ pub async fn lookup_many(
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let (ip, at, asn) = match item {
-            LookupItem::Address(ip) => (parse_ip(&format!("[{i}]"), ip)?, now, None),
-            LookupItem::Detailed { ip, at, asn } => (
-                parse_ip(&format!("[{i}].ip"), ip)?,
-                match at {
+            LookupItem::Address(IpAddress(ip)) => (parse_ip(&format!("[{i}]"), ip)?, now, None),
+            LookupItem::Detailed(d) => (
+                parse_ip(&format!("[{i}].ip"), &d.ip)?,
+                match &d.at {
                     Some(at) => parse_at(&format!("[{i}].at"), Some(at))?,
                     None => now,
                 },
-                *asn,
+                d.asn,
             ),
         };
         out.push(Attribution::from_match(

@@ -18,10 +18,20 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+        example = "exchange-scanner"
+    )]
     pub name: String,
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
 }
+
+impl crate::http::BodyShape for NewToken {}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {

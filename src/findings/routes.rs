@@ -42,12 +42,13 @@ pub enum Representation {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FindingQuery {
     /// Only this organisation's findings.
     pub organisation_id: Option<i64>,
     /// The scanner's check id, e.g. `exchange-proxylogon`.
-    #[param(min_length = 1, max_length = 200)]
+    #[param(pattern = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]{1,128}$")]
     pub check: Option<String>,
     /// A CVE id, e.g. `CVE-2021-26855` (any case).
     #[param(pattern = "^[Cc][Vv][Ee]-[0-9]{4}-[0-9]{4,}$")]
@@ -56,7 +57,7 @@ pub struct FindingQuery {
     /// Current state.
     pub state: Option<ObservationState>,
     /// Only addresses inside this CIDR, e.g. `192.0.2.0/24`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = "cidr")]
     pub cidr: Option<Cidr>,
     /// Seen at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
@@ -71,6 +72,7 @@ pub struct FindingQuery {
     /// `json` (default), `ndjson` or `csv`; also chosen by `Accept`.
     pub format: Option<Representation>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Items per page, 1 to 10 000 (default 100).
     #[param(minimum = 1, maximum = 10000)]
@@ -81,7 +83,14 @@ impl FindingQuery {
     fn filter(&self) -> ApiResult<FindingsFilter> {
         Ok(FindingsFilter {
             organisation_id: self.organisation_id,
-            check: self.check.clone(),
+            check: self
+                .check
+                .as_deref()
+                .map(|c| match crate::ingest::scans::check_id_problem(c) {
+                    Some(problem) => Err(ApiError::invalid("check", problem)),
+                    None => Ok(c.to_owned()),
+                })
+                .transpose()?,
             cve: self
                 .cve
                 .as_deref()
@@ -215,8 +224,8 @@ fn to_csv(items: &[Finding]) -> ApiResult<String> {
 
 /// Findings, filtered, cursor-paginated (by id).
 #[utoipa::path(get, path = "/api/v1/findings", tag = "findings", params(FindingQuery),
-    responses((status = 200, description = "A page of findings (JSON); NDJSON or CSV carry the next cursor in `X-Next-Cursor`",
-        content((Page<Finding> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv")))),
+    responses((status = 200, body = Page<Finding>,
+        description = "A page of findings; as NDJSON or CSV the next cursor comes in `X-Next-Cursor`")),
     security(("bearer" = ["read"])))]
 pub async fn list_findings(
     _caller: Caller<Read>,
@@ -231,8 +240,8 @@ pub async fn list_findings(
 /// One organisation's findings (same filters).
 #[utoipa::path(get, path = "/api/v1/organisations/{id}/findings", tag = "findings",
     params(("id" = i64, Path), FindingQuery),
-    responses((status = 200, description = "A page of the organisation's findings",
-        content((Page<Finding> = "application/json"), (String = "application/x-ndjson"), (String = "text/csv"))),
+    responses((status = 200, body = Page<Finding>,
+        description = "A page of the organisation's findings; as NDJSON or CSV the next cursor comes in `X-Next-Cursor`"),
         (status = 404, body = Problem)),
     security(("bearer" = ["read"])))]
 pub async fn list_organisation_findings(

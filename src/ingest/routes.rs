@@ -47,9 +47,9 @@ async fn small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes> {
 /// An empty body is an empty object (`finish` needs nothing).
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return crate::http::parse_json(b"{}");
+        return crate::http::parse_json(b"{}", crate::http::Shape::Object);
     }
-    crate::http::parse_json(bytes)
+    crate::http::parse_json(bytes, crate::http::Shape::Object)
 }
 
 fn path_and_query(req_uri: &axum::http::Uri) -> String {
@@ -125,7 +125,6 @@ async fn replay_after_race(
 
 /// Open a scan run.
 #[utoipa::path(post, path = "/api/v1/scans", tag = "ingest", request_body = NewScanRun,
-    params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = ScanRun), (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["ingest"])))]
 pub async fn create_scan(
@@ -164,7 +163,7 @@ fn own_run(client: &Client, run: &ScanRun) -> ApiResult<()> {
 /// Finish a scan run; with a scope, resolves the open findings of its checks
 /// inside the scope that it did not see.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/finish", tag = "ingest", request_body = FinishScanRun,
-    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = i64, Path)),
     responses((status = 200, body = ScanRun), (status = 409, body = crate::error::Problem)),
     security(("bearer" = ["ingest"])))]
 pub async fn finish_scan(
@@ -184,11 +183,14 @@ pub async fn finish_scan(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PushQuery {
     /// `canonical` (JSON array or NDJSON), `csv`, `shadowserver`, `nuclei`,
     /// `nmap` or `masscan`; default from Content-Type.
+    #[param(value_type = Option<FormatName>)]
     pub format: Option<String>,
     /// Shadowserver report type, e.g. `scan_exchange`.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
     pub report: Option<String>,
     /// The uploaded file's name (Shadowserver report type is read from it);
     /// without it, the `filename` of a `Content-Disposition` header.
@@ -197,6 +199,21 @@ pub struct PushQuery {
     /// the valid lines and report the rejected ones.
     #[serde(default)]
     pub atomic: bool,
+}
+
+/// The names `format=` takes (for the document; read as a string by
+/// [`Format::from_name`]).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum FormatName {
+    Canonical,
+    Ndjson,
+    Json,
+    Csv,
+    Shadowserver,
+    Nuclei,
+    Nmap,
+    Masscan,
 }
 
 fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
@@ -369,7 +386,7 @@ async fn push_observations(
 /// size up to the configured limit, gzip allowed) and stored in one
 /// transaction: completely, or not at all.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/observations", tag = "ingest",
-    params(("id" = i64, Path), PushQuery, ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = i64, Path), PushQuery),
     request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
     responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
               (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
@@ -394,7 +411,7 @@ pub async fn push_to_scan(
 
 /// Push observations without managing a scan run.
 #[utoipa::path(post, path = "/api/v1/observations", tag = "ingest",
-    params(PushQuery, ("Idempotency-Key" = Option<String>, Header)),
+    params(PushQuery),
     request_body(content = String, description = "Observations in the chosen format", content_type = "application/x-ndjson"),
     responses((status = 200, body = IngestSummary), (status = 413, body = crate::error::Problem),
               (status = 415, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),

@@ -32,18 +32,40 @@ pub struct ScanRun {
 pub const COLUMNS: &str = "id, client_id, scanner, checks, scope, started_at, finished_at, \
      observations_accepted, observations_rejected, findings_resolved, created_at";
 
+/// A scanner's check id, as the document states it (the handlers take
+/// strings and check them with [`check_id_problem`]).
+#[derive(utoipa::ToSchema)]
+#[schema(
+    example = "exchange-proxylogon",
+    pattern = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]{1,128}$"
+)]
+pub struct CheckId(pub String);
+
+/// A CIDR with no host bits set, as the document states it.
+#[derive(utoipa::ToSchema)]
+#[schema(example = "192.0.2.0/24", format = "cidr")]
+pub struct CidrString(pub String);
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScanRun {
     /// The scanner's name, e.g. `ncsc-exchange-scanner`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+        example = "ncsc-exchange-scanner"
+    )]
     pub scanner: String,
-    /// The check ids this run runs; observations of other checks are refused.
+    /// The check ids this run runs (1 to 128 characters, no white space or
+    /// control characters); observations of other checks are refused.
     #[serde(default)]
+    #[schema(value_type = Vec<CheckId>)]
     pub checks: Vec<String>,
     /// CIDRs this run covers. When it finishes, open findings of its checks
     /// inside the scope that it did not see are resolved.
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<CidrString>)]
     pub scope: Vec<Cidr>,
     /// Default now.
     pub started_at: Option<DateTime<Utc>>,
@@ -138,11 +160,15 @@ pub async fn finish(
             run.id
         )));
     }
+    // A conflict with the stored run, not a malformed field.
     if finished_at < run.started_at {
-        return Err(ApiError::invalid(
-            "finished_at",
-            "is before the run started",
-        ));
+        return Err(ApiError::Conflict {
+            field: Some("finished_at".to_owned()),
+            detail: format!(
+                "finished_at is before the run started ({})",
+                run.started_at.to_rfc3339()
+            ),
+        });
     }
     let resolved: i64 = if run.scope.is_empty() || run.checks.is_empty() {
         0

@@ -36,8 +36,9 @@ const COLUMNS: &str = "id, organisation_id, email, name, role, language, enabled
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
-    #[schema(value_type = String, example = "security@example.no")]
+    #[schema(value_type = String, format = "email-address", example = "security@example.no")]
     pub email: EmailAddress,
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
     pub role: ContactRole,
     pub language: Language,
@@ -47,6 +48,8 @@ pub struct NewContact {
     pub provenance: Option<Source>,
 }
 
+impl crate::http::BodyShape for NewContact {}
+
 fn yes() -> bool {
     true
 }
@@ -54,15 +57,17 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "email-address")]
     pub email: Option<EmailAddress>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<Option<String>>,
     pub role: Option<ContactRole>,
     pub language: Option<Language>,
     pub enabled: Option<bool>,
 }
+
+impl crate::http::BodyShape for ContactPatch {}
 
 pub async fn list(conn: &mut PgConnection, organisation_id: i64) -> DomainResult<Vec<Contact>> {
     ensure_exists(conn, organisation_id).await?;

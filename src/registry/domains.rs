@@ -20,8 +20,11 @@ pub struct Domain {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
+    #[schema(format = "domain-name", example = "eksempel.kommune.no")]
     pub domain: String,
 }
+
+impl crate::http::BodyShape for NewDomain {}
 
 /// Lower-cased, without a trailing dot; labels of letters, digits and `-`.
 pub fn parse_domain(input: &str) -> Result<String, String> {

@@ -37,15 +37,19 @@ const NETWORK_COLUMNS: &str =
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNetwork {
-    #[schema(value_type = String, example = "198.18.4.0/23")]
+    /// No host bits set.
+    #[schema(value_type = String, format = "cidr", example = "198.18.4.0/23")]
     pub cidr: Cidr,
     /// Default `manual`.
     pub source: Option<Source>,
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
     /// When the organisation got the network, if known; default: since the
     /// beginning of time.
     pub valid_from: Option<DateTime<Utc>>,
 }
+
+impl crate::http::BodyShape for NewNetwork {}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,11 +58,14 @@ pub struct NetworkPatch {
     pub organisation_id: Option<i64>,
     pub source: Option<Source>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<Option<String>>,
 }
 
+impl crate::http::BodyShape for NetworkPatch {}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Include ended rows (ownership history).
     #[serde(default)]
@@ -84,10 +91,14 @@ const ASN_COLUMNS: &str =
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAsn {
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64, example = 64500)]
     pub asn: u32,
     pub source: Option<Source>,
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
 }
+
+impl crate::http::BodyShape for NewAsn {}
 
 /// The organisation's networks: current ones, or with `history` all rows.
 pub async fn list_networks(
@@ -217,9 +228,7 @@ pub async fn update_network(
     };
     let network = if new_org != current.organisation_id || new_source != current_source {
         if new_org != current.organisation_id {
-            ensure_exists(&mut tx, new_org).await.map_err(|_| {
-                DomainError::invalid("organisation_id", format!("no organisation {new_org}"))
-            })?;
+            ensure_exists(&mut tx, new_org).await?;
         }
         // Both rows get the same instant: the transaction's start time.
         sqlx::query("UPDATE networks SET valid_to = now() WHERE id = $1")

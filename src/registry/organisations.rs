@@ -33,35 +33,64 @@ const COLUMNS: &str = "id, ref, name, org_number, sector, notes, channel, create
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
     #[serde(rename = "ref")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+        example = "ORG-EK1-RIPE"
+    )]
     pub reference: String,
+    #[schema(
+        min_length = 1,
+        max_length = 300,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+        example = "Eksempel kommune"
+    )]
     pub name: String,
-    #[schema(value_type = Option<String>, example = "974760673")]
+    /// Norwegian organisation number: 9 digits, the last a mod-11 check digit.
+    #[schema(value_type = Option<String>, format = "no-org-number", example = "974760673")]
     pub org_number: Option<OrgNumber>,
+    #[schema(max_length = 100, pattern = "^[^\\u0000]*$", example = "municipality")]
     pub sector: Option<String>,
+    #[schema(max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub notes: Option<String>,
 }
+
+impl crate::http::BodyShape for NewOrganisation {}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 300,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "no-org-number")]
     pub org_number: Option<Option<OrgNumber>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100, pattern = "^[^\\u0000]*$")]
     pub sector: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub notes: Option<Option<String>>,
 }
 
+impl crate::http::BodyShape for OrganisationPatch {}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrganisationQuery {
     /// Only the organisation with this `ref`.
     #[serde(rename = "ref")]
     pub reference: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
+    /// Items per page, 1 to 10 000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
