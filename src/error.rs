@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::DomainError;
 use crate::ingest::observation::LineError;
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -57,22 +58,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    // The same constructors as the domain's, so the two never disagree.
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            detail: detail.into(),
-        }
+        DomainError::invalid(field, detail).into()
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::NotFound(what.into())
+        DomainError::not_found(what).into()
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            field: None,
-            detail: detail.into(),
-        }
+        DomainError::conflict(detail).into()
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
@@ -207,9 +203,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::domain::DomainError> for ApiError {
-    fn from(e: crate::domain::DomainError) -> Self {
-        use crate::domain::DomainError;
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
         match e {
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Invalid { field, detail } => ApiError::Invalid { field, detail },
@@ -223,7 +218,7 @@ impl From<crate::domain::DomainError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         // Named constraints become conflicts naming the field at fault.
-        crate::domain::DomainError::from(e).into()
+        DomainError::from(e).into()
     }
 }
 
