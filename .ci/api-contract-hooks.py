@@ -1,8 +1,10 @@
 # Schemathesis hooks for .ci/api-contract (loaded through SCHEMATHESIS_HOOKS).
 # What the run needs and no CLI flag gives; nothing else is filtered.
+import ipaddress
 import os
 
 import schemathesis
+from hypothesis import strategies as st
 
 # 1. NDJSON bodies. The ingest operations take `application/x-ndjson` (a
 # string schema), which schemathesis has no serializer for: it would skip
@@ -54,7 +56,6 @@ REUSED_KEY = "urn:varsel:problem:idempotency-key-reused"
 # 4. Formats the document names for values JSON Schema has no word for.
 # Schemathesis generates valid ones from these strategies (and the
 # negative phases still send arbitrary strings, which the server refuses).
-from hypothesis import strategies as st  # noqa: E402
 
 
 def _org_number(digits):
@@ -80,12 +81,17 @@ schemathesis.openapi.format(
     .filter(lambda n: n is not None),
 )
 schemathesis.openapi.format("ip", st.one_of(_ipv4, _ipv6).map(str))
+def _network(ip, prefix):
+    # The network around an address: no host bits set, as the server wants.
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
 schemathesis.openapi.format(
     "cidr",
     st.one_of(
-        st.builds(lambda ip, p: __import__("ipaddress").ip_network(f"{ip}/{p}", strict=False), _ipv4, st.integers(8, 32)),
-        st.builds(lambda ip, p: __import__("ipaddress").ip_network(f"{ip}/{p}", strict=False), _ipv6, st.integers(16, 128)),
-    ).map(str),
+        st.builds(_network, _ipv4, st.integers(8, 32)),
+        st.builds(_network, _ipv6, st.integers(16, 128)),
+    ),
 )
 schemathesis.openapi.format("domain-name", _domain)
 schemathesis.openapi.format(
