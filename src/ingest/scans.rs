@@ -99,10 +99,8 @@ pub async fn create(
     client_id: i64,
     new: NewScanRun,
 ) -> ApiResult<ScanRun> {
-    let scanner = new.scanner.trim();
-    if scanner.is_empty() || scanner.len() > 200 {
-        return Err(ApiError::invalid("scanner", "must be 1 to 200 characters"));
-    }
+    // Characters, not bytes, as the document's maxLength counts them.
+    let scanner = crate::domain::required_text("scanner", &new.scanner, 200)?;
     for (i, check) in new.checks.iter().enumerate() {
         if let Some(problem) = check_id_problem(check) {
             return Err(ApiError::invalid(format!("checks[{i}]"), problem));
@@ -128,7 +126,7 @@ pub async fn create(
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     ))
     .bind(client_id)
-    .bind(scanner)
+    .bind(&scanner)
     .bind(&checks)
     .bind(&scope)
     .bind(started_at)
