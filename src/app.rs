@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::attribution::Attributor;
 use crate::auth::{ClientRateLimiter, SharedRateLimiter};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub attributor: Arc<Attributor>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: SharedRateLimiter,
+    /// Business time; tests move it forward.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
             metrics: Arc::new(Metrics::new()?),
+            clock: Clock::system(),
         })
     }
 }
