@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::registry::routes())
         .merge(crate::attribution::routes::routes())
         .merge(crate::findings::routes::routes())
+        .merge(crate::jobs::routes::routes())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         // Ingest streams its bodies and enforces its own (larger) limit.
         .merge(crate::ingest::routes::routes());
@@ -165,7 +166,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_seconds);
-        let background = crate::jobs::spawn(self.state.clone());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut background = crate::jobs::runner::spawn(
+            self.state.clone(),
+            self.state.settings.job_workers,
+            cancel.clone(),
+        );
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app = router(self.state.clone());
         let server = axum::serve(
@@ -189,7 +195,16 @@ impl Application {
                 Ok(())
             }
         };
-        background.abort();
+        // Background work stops claiming and finishes what it runs, within
+        // the same grace; a job cut off then is claimed again after its lease.
+        cancel.cancel();
+        let drained = async { while background.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "background jobs did not finish in time; their leases will expire"
+            );
+        }
         result
     }
 }

@@ -54,6 +54,12 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// Observations per database round in the ingest pipeline.
     pub ingest_chunk_rows: usize,
+    /// Background job workers of this instance; 0 runs none (the jobs wait
+    /// for an instance that does).
+    pub job_workers: usize,
+    /// Seconds between looks for due jobs when no notification came (for
+    /// retries and scheduled jobs coming due).
+    pub job_poll_seconds: u64,
 }
 
 impl Default for Settings {
@@ -70,6 +76,8 @@ impl Default for Settings {
             retention_days: 0,
             shutdown_grace_seconds: 20,
             ingest_chunk_rows: 20_000,
+            job_workers: 2,
+            job_poll_seconds: 5,
         }
     }
 }
@@ -102,6 +110,9 @@ impl Settings {
     fn check(&self) -> anyhow::Result<()> {
         if self.ingest_chunk_rows == 0 || self.ingest_chunk_rows > 65_536 {
             anyhow::bail!("VARSEL_INGEST_CHUNK_ROWS must be between 1 and 65536");
+        }
+        if self.job_poll_seconds == 0 {
+            anyhow::bail!("VARSEL_JOB_POLL_SECONDS must be at least 1");
         }
         if self.db_max_connections < 2 {
             anyhow::bail!("VARSEL_DB_MAX_CONNECTIONS must be at least 2");

@@ -113,6 +113,7 @@ pub const CONSTRAINTS: &[(&str, Option<&str>, &str)] = &[
         None,
         "the organisation still has ASNs (current or historical)",
     ),
+    ("jobs_pending_key", None, "the same job is already pending"),
 ];
 
 impl From<sqlx::Error> for DomainError {

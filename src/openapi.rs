@@ -56,6 +56,8 @@ use crate::error::PROBLEM_JSON;
         crate::findings::routes::list_organisation_findings,
         crate::findings::routes::show_finding,
         crate::findings::routes::findings_summary,
+        crate::jobs::routes::list_jobs,
+        crate::jobs::routes::retry_job,
     ),
     components(schemas(
         crate::error::Problem,
@@ -66,6 +68,7 @@ use crate::error::PROBLEM_JSON;
         crate::findings::routes::Representation,
         crate::ingest::observation::ObservationState,
         crate::ingest::routes::FormatName,
+        crate::jobs::routes::JobStatus,
     )),
     modifiers(&BearerAuth),
 )]

@@ -1,6 +1,7 @@
 //! Late attribution: when the registry learns an owner, findings that were
 //! unattributed (the triage queue) get one, as of when they were first
-//! seen, and say so in their history.
+//! seen, and say so in their history. Runs as the `attribute_triage` job,
+//! which every change of networks or ASNs enqueues.
 
 use std::net::IpAddr;
 
@@ -80,15 +81,4 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     .await?;
     tx.commit().await?;
     Ok(updated.len() as u64)
-}
-
-/// Called after a registry change has committed. Failures are logged, not
-/// returned: the change itself succeeded, and the next change (or import)
-/// tries again.
-pub async fn after_registry_change(pool: &PgPool, attributor: &Attributor) {
-    match attribute_unattributed(pool, attributor).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(findings = n, "unattributed findings got an owner"),
-        Err(e) => tracing::warn!(error = ?e, "attributing the triage queue failed"),
-    }
 }

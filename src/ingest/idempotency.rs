@@ -2,7 +2,7 @@
 //! in the same transaction as the work it describes; the same key with the
 //! same request gets that answer again and stores nothing twice; with a
 //! different request it is refused (422). Keys are per API client and kept
-//! for [`crate::jobs::IDEMPOTENCY_KEY_TTL_HOURS`].
+//! for [`crate::jobs::housekeeping::IDEMPOTENCY_KEY_TTL_HOURS`].
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -233,11 +233,8 @@ pub async fn create_network(
     Path(org): Path<i64>,
     JsonBody(body): JsonBody<NewNetwork>,
 ) -> ApiResult<(StatusCode, Json<Network>)> {
-    let network = {
-        let mut conn = state.pool.acquire().await?;
-        networks::create_network(&mut conn, &caller.actor(), org, &body).await?
-    };
-    crate::findings::attribution::after_registry_change(&state.pool, &state.attributor).await;
+    let mut conn = state.pool.acquire().await?;
+    let network = networks::create_network(&mut conn, &caller.actor(), org, &body).await?;
     Ok((StatusCode::CREATED, Json(network)))
 }
 
@@ -253,11 +250,8 @@ pub async fn update_network(
     Path(id): Path<i64>,
     JsonBody(patch): JsonBody<NetworkPatch>,
 ) -> ApiResult<Json<Network>> {
-    let network = {
-        let mut conn = state.pool.acquire().await?;
-        networks::update_network(&mut conn, &caller.actor(), id, &patch).await?
-    };
-    crate::findings::attribution::after_registry_change(&state.pool, &state.attributor).await;
+    let mut conn = state.pool.acquire().await?;
+    let network = networks::update_network(&mut conn, &caller.actor(), id, &patch).await?;
     Ok(Json(network))
 }
 
@@ -302,11 +296,8 @@ pub async fn create_asn(
     Path(org): Path<i64>,
     JsonBody(body): JsonBody<NewAsn>,
 ) -> ApiResult<(StatusCode, Json<Asn>)> {
-    let asn = {
-        let mut conn = state.pool.acquire().await?;
-        networks::create_asn(&mut conn, &caller.actor(), org, &body).await?
-    };
-    crate::findings::attribution::after_registry_change(&state.pool, &state.attributor).await;
+    let mut conn = state.pool.acquire().await?;
+    let asn = networks::create_asn(&mut conn, &caller.actor(), org, &body).await?;
     Ok((StatusCode::CREATED, Json(asn)))
 }
 

@@ -41,6 +41,8 @@ async fn owner_at_a_time_before_and_after_a_change_of_owner() {
     let (_, new) = app.get("/api/v1/lookup?ip=198.51.100.7", &app.read).await;
     assert_eq!(new["organisation"]["ref"], "NEW-OWNER");
     assert_eq!(new["network"]["id"], moved["id"]);
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 fn urlencode(s: &str) -> String {
@@ -97,6 +99,8 @@ async fn longest_prefix_then_asn_then_unattributed() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r["field"], "at");
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 #[tokio::test]
@@ -218,6 +222,8 @@ async fn every_address_of_a_generated_data_set_gets_its_true_owner() {
         mismatches.len(),
         mismatches.iter().take(5).collect::<Vec<_>>()
     );
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
@@ -20,6 +21,9 @@ pub struct TestApp {
     pub admin: String,
     pub ingest: String,
     pub read: String,
+    /// The running app's state: its clock, settings, pool.
+    pub state: varsel::app::AppState,
+    leftover_jobs_allowed: AtomicBool,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -28,7 +32,44 @@ impl Drop for TestApp {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
+        if !std::thread::panicking() && !self.leftover_jobs_allowed.load(Ordering::Relaxed) {
+            let left = unfinished_jobs(&self.database_url, self.state.clock.now());
+            assert!(
+                left.is_empty(),
+                "the test left background jobs unfinished (run `app.run_jobs()`, or \
+                 `app.allow_leftover_jobs()` if that is the point): {left:?}"
+            );
+        }
     }
+}
+
+/// Due, running and failed jobs (periodic ones, always scheduled ahead,
+/// aside). Asked on a thread of its own: `Drop` runs inside the test's
+/// runtime, which cannot be blocked on.
+fn unfinished_jobs(database_url: &str, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let url = database_url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query_scalar(
+                "SELECT format('%s %s %s', id, status, payload) FROM jobs
+                  WHERE (status IN ('pending', 'running') AND run_at <= $1 OR status = 'failed')
+                    AND coalesce(dedupe_key, '') NOT LIKE $2 || '%'
+                  ORDER BY id",
+            )
+            .bind(now)
+            .bind(varsel::jobs::PERIODIC_PREFIX)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read jobs")
+        })
+    })
+    .join()
+    .expect("job check")
 }
 
 fn server_url() -> String {
@@ -94,6 +135,9 @@ pub fn settings_for(database_url: &str) -> Settings {
         rate_limit_per_minute: 0,
         shutdown_grace_seconds: 2,
         ingest_chunk_rows: 1000,
+        // Background work runs when a test says so (`run_jobs`), so that
+        // what it does is part of the test's story, not a race with it.
+        job_workers: 0,
         ..Settings::default()
     }
 }
@@ -129,6 +173,7 @@ async fn spawn_on(settings: Settings) -> TestApp {
         .await
         .expect("build app");
     let addr = app.local_addr().expect("addr");
+    let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -151,11 +196,25 @@ async fn spawn_on(settings: Settings) -> TestApp {
         pool,
         database_url,
         http: reqwest::Client::new(),
+        state,
+        leftover_jobs_allowed: AtomicBool::new(false),
         shutdown: Some(tx),
     }
 }
 
 impl TestApp {
+    /// Runs every due background job to completion; returns how many ran.
+    pub async fn run_jobs(&self) -> usize {
+        varsel::jobs::run_pending(&self.state)
+            .await
+            .expect("run jobs")
+    }
+
+    /// This test means to leave jobs pending or failed.
+    pub fn allow_leftover_jobs(&self) {
+        self.leftover_jobs_allowed.store(true, Ordering::Relaxed);
+    }
+
     /// The Prometheus exposition at `/metrics`.
     pub async fn metrics(&self) -> String {
         self.http
@@ -226,6 +285,9 @@ impl TestApp {
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
         }
+        // New networks enqueue late attribution; run it, as a serving
+        // instance would.
+        self.run_jobs().await;
         id
     }
 

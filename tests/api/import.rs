@@ -135,6 +135,8 @@ async fn ripe_sample_import_then_incremental_reimport() {
             .to_string()
             .contains("soc@eksempel-kommune.example.no")
     );
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 #[tokio::test]
@@ -245,6 +247,8 @@ async fn a_bad_file_leaves_the_registry_as_it_was() {
         .unwrap();
     assert_eq!(count, 1);
     assert_eq!(owner(&app, "192.0.2.9", None).await, "A");
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 /// An import that adds nothing says why: what it passed over, by reason.

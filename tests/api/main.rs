@@ -8,4 +8,5 @@ mod health;
 mod helpers;
 mod import;
 mod ingest;
+mod jobs;
 mod registry;

@@ -251,6 +251,8 @@ async fn networks_keep_history_and_reject_host_bits() {
         .delete(&format!("/api/v1/asns/{}", asn["id"]), &app.admin)
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // The registry changes enqueued late attribution.
+    app.run_jobs().await;
 }
 
 #[tokio::test]

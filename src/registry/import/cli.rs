@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -91,10 +90,8 @@ pub async fn run(settings: Settings, cmd: ImportCommand) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let summary = apply::apply(&pool, snapshot, channel, options.dry_run).await?;
     spinner.finish_and_clear();
-    if !options.dry_run {
-        let attributor = Arc::new(crate::attribution::Attributor::new());
-        crate::findings::attribution::attribute_unattributed(&pool, &attributor).await?;
-    }
+    // The import enqueued late attribution in its transaction; a serving
+    // instance runs it.
     print_summary(&summary, &options)?;
     Ok(())
 }

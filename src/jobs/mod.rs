@@ -1,0 +1,128 @@
+//! Durable background work, in PostgreSQL: every job is a row, enqueued in
+//! the same transaction as the change that causes it, so a crash can lose
+//! neither the change nor the work it calls for. Workers on any number of
+//! instances claim due jobs with a lease ([`queue`]), run them with no lock
+//! held, and end each one `done`, or `failed` after its retries (kept,
+//! visible over the API, retryable). [`runner`] owns the workers: woken by
+//! LISTEN/NOTIFY, stopped by cancellation. Periodic work (housekeeping) is
+//! a job that schedules its next run.
+//!
+//! Jobs are idempotent: a worker killed mid-job leaves its lease to expire,
+//! and the job runs again elsewhere.
+
+pub mod housekeeping;
+pub mod queue;
+pub mod routes;
+pub mod runner;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+
+/// Every kind of background work, with what it needs to know. Serialised
+/// whole into the job's `payload`; its tag is the job's `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Give an owner to findings in the triage queue that the registry now
+    /// covers. Enqueued by the database itself on every change of networks
+    /// or ASNs (see the jobs migration).
+    AttributeTriage,
+    /// Forget expired idempotency keys and drop expired observation
+    /// partitions. Periodic.
+    Housekeeping,
+}
+
+impl Job {
+    /// The `kind` column: the serde tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::AttributeTriage => "attribute_triage",
+            Job::Housekeeping => "housekeeping",
+        }
+    }
+
+    /// Pending jobs with the same key are one job.
+    fn dedupe_key(&self) -> Option<String> {
+        match self {
+            Job::AttributeTriage => Some("attribute_triage".to_owned()),
+            Job::Housekeeping => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
+        }
+    }
+
+    async fn run(self, state: &AppState) -> anyhow::Result<()> {
+        match self {
+            Job::AttributeTriage => {
+                let n = crate::findings::attribution::attribute_unattributed(
+                    &state.pool,
+                    &state.attributor,
+                )
+                .await?;
+                if n > 0 {
+                    tracing::info!(findings = n, "unattributed findings got an owner");
+                }
+                Ok(())
+            }
+            Job::Housekeeping => housekeeping::run(state).await,
+        }
+    }
+}
+
+/// Dedupe keys of periodic jobs start with this; they are always scheduled
+/// ahead, so a test's check for left-over work ignores them.
+pub const PERIODIC_PREFIX: &str = "periodic:";
+
+/// Periodic jobs and how often each runs.
+fn periodic() -> [(Job, Duration); 1] {
+    [(Job::Housekeeping, Duration::hours(1))]
+}
+
+/// Enqueues `job` to run at `run_at`, in the caller's transaction (it
+/// becomes visible, and wakes the workers, when that commits). Returns the
+/// job's id, or `None` when the same job is already pending.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    job: &Job,
+    run_at: DateTime<Utc>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar(
+        "INSERT INTO jobs (kind, payload, dedupe_key, run_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (dedupe_key) WHERE status = 'pending' DO NOTHING
+         RETURNING id",
+    )
+    .bind(job.kind())
+    .bind(payload)
+    .bind(job.dedupe_key())
+    .bind(run_at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Makes sure every periodic job has its next run scheduled: at the next
+/// multiple of its interval (so instances agree on the time).
+pub async fn schedule_periodic(state: &AppState) -> Result<(), sqlx::Error> {
+    let now = state.clock.now();
+    let mut conn = state.pool.acquire().await?;
+    for (job, every) in periodic() {
+        let step = every.num_seconds().max(1);
+        let next = now.timestamp().div_euclid(step) * step + step;
+        let run_at = DateTime::from_timestamp(next, 0).unwrap_or(now);
+        enqueue(&mut conn, &job, run_at).await?;
+    }
+    Ok(())
+}
+
+/// Runs every due job, one after another in this task, until none is left
+/// (jobs that enqueue jobs included); returns how many ran. For tests and
+/// the command line; a serving instance has [`runner`].
+pub async fn run_pending(state: &AppState) -> anyhow::Result<usize> {
+    schedule_periodic(state).await?;
+    let mut ran = 0;
+    while runner::run_one(state).await? {
+        ran += 1;
+    }
+    Ok(ran)
+}
