@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;
