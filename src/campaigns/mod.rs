@@ -1,6 +1,19 @@
 //! Campaigns (advisories): what the centre tells affected organisations
-//! about one mass vulnerability, in Norwegian Bokmål and English.
+//! about one mass vulnerability, in Norwegian Bokmål and English, with its
+//! TLP label, severity, the findings it covers and how its notifications
+//! are followed up. A campaign is a draft (edited freely), then active
+//! (notified; dated updates are posted), then closed.
 //!
-//! [`markdown`] turns the texts into sanitised HTML and plain text.
+//! [`model`] holds the types (TLP with its FIRST wording, the texts, the
+//! request and response shapes); [`matching`] the one rule saying which
+//! findings a campaign covers, as SQL and as code; [`store`] the domain
+//! operations every surface calls, each write one transaction with its
+//! audit event; [`markdown`] turns the texts into sanitised HTML and plain
+//! text.
 
 pub mod markdown;
+pub mod matching;
+pub mod model;
+pub mod store;
+
+pub use matching::MATCH_SQL;
