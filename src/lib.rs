@@ -2,7 +2,8 @@
 //! vulnerability hits. Scanners push results (`ingest`), every result is
 //! attributed to the organisation owning the address (`registry`,
 //! `attribution`) and folded into findings that live across rescans
-//! (`findings`).
+//! (`findings`); campaigns tell the owners what to do about it
+//! (`campaigns`).
 
 pub mod app;
 pub mod attribution;

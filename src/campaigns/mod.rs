@@ -9,12 +9,13 @@
 //! findings a campaign covers, as SQL and as code; [`store`] the domain
 //! operations every surface calls, each write one transaction with its
 //! audit event; [`markdown`] turns the texts into sanitised HTML and plain
-//! text; [`routes`] is the REST API.
+//! text; [`seed`] ships the example campaign; [`routes`] is the REST API.
 
 pub mod markdown;
 pub mod matching;
 pub mod model;
 pub mod routes;
+pub mod seed;
 pub mod store;
 
 pub use matching::MATCH_SQL;
