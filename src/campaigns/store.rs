@@ -701,6 +701,40 @@ pub async fn update(
     Ok(campaign)
 }
 
+/// Moves the campaign from status `from` to `to` at `now`, inside `tx`;
+/// `rule` says why when it is not in `from`.
+async fn transition(
+    tx: &mut PgConnection,
+    id: i64,
+    from: CampaignStatus,
+    to: CampaignStatus,
+    now: DateTime<Utc>,
+    rule: &str,
+) -> DomainResult<Campaign> {
+    let current = lock(tx, id).await?;
+    if current.status != from {
+        return Err(wrong_status(id, current.status, rule));
+    }
+    let stamp = match to {
+        CampaignStatus::Active => "activated_at",
+        CampaignStatus::Closed => "closed_at",
+        CampaignStatus::Draft => {
+            return Err(DomainError::Internal(anyhow::anyhow!(
+                "a campaign never goes back to draft"
+            )));
+        }
+    };
+    let row: CampaignRow = sqlx::query_as(&format!(
+        "UPDATE campaigns SET status = $2, {stamp} = $3 WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(to.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    Campaign::try_from(row)
+}
+
 /// Starts a draft campaign at `now` (the application's clock): from here
 /// on its findings are notified.
 pub async fn activate(
@@ -710,23 +744,15 @@ pub async fn activate(
     now: DateTime<Utc>,
 ) -> DomainResult<Campaign> {
     let mut tx = conn.begin().await?;
-    let current = lock(&mut tx, id).await?;
-    if current.status != CampaignStatus::Draft {
-        return Err(wrong_status(
-            id,
-            current.status,
-            "only a draft can be activated",
-        ));
-    }
-    let row: CampaignRow = sqlx::query_as(&format!(
-        "UPDATE campaigns SET status = 'active', activated_at = $2 WHERE id = $1
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(now)
-    .fetch_one(&mut *tx)
+    let campaign = transition(
+        &mut tx,
+        id,
+        CampaignStatus::Draft,
+        CampaignStatus::Active,
+        now,
+        "only a draft can be activated",
+    )
     .await?;
-    let campaign = Campaign::try_from(row)?;
     // enqueue drafting here: the job that drafts a notification per
     // affected organisation goes into `tx`, so an activation and its
     // drafting work commit together or not at all.
@@ -803,23 +829,15 @@ pub async fn close(
     now: DateTime<Utc>,
 ) -> DomainResult<Campaign> {
     let mut tx = conn.begin().await?;
-    let current = lock(&mut tx, id).await?;
-    if current.status != CampaignStatus::Active {
-        return Err(wrong_status(
-            id,
-            current.status,
-            "only an active campaign can be closed",
-        ));
-    }
-    let row: CampaignRow = sqlx::query_as(&format!(
-        "UPDATE campaigns SET status = 'closed', closed_at = $2 WHERE id = $1
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(now)
-    .fetch_one(&mut *tx)
+    let campaign = transition(
+        &mut tx,
+        id,
+        CampaignStatus::Active,
+        CampaignStatus::Closed,
+        now,
+        "only an active campaign can be closed",
+    )
     .await?;
-    let campaign = Campaign::try_from(row)?;
     audit::commit(
         tx,
         actor,
