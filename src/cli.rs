@@ -1,5 +1,5 @@
 //! The command line of the one `varsel` binary: serving, migrating, tokens,
-//! registry imports, lookups and benchmarks.
+//! registry imports, lookups, seed campaigns and benchmarks.
 
 use std::path::PathBuf;
 
@@ -41,6 +41,9 @@ pub enum Command {
         #[arg(long)]
         asn: Option<u32>,
     },
+    /// Campaigns (advisories).
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// Benchmarks, and the data set they run on (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -61,6 +64,20 @@ pub enum TokenCommand {
     List,
     /// Revoke an API client's token.
     Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Store an example campaign that ships with Varsel, as a draft, and
+    /// print its id alone on standard output. Seeding again changes nothing
+    /// and prints the same id.
+    Seed {
+        #[arg(value_enum)]
+        name: crate::campaigns::seed::SeedName,
+        /// Also activate it and post its dated update.
+        #[arg(long)]
+        with_update: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,8 +140,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
         }
+        Command::Campaign(cmd) => campaign(settings, cmd).await,
         Command::Bench(cmd) => crate::bench::run(settings, cmd).await,
     }
+}
+
+async fn campaign(settings: Settings, cmd: CampaignCommand) -> anyhow::Result<()> {
+    let pool = crate::db::connect(&settings).await?;
+    crate::db::migrate(&pool).await?;
+    match cmd {
+        CampaignCommand::Seed { name, with_update } => {
+            let mut conn = pool.acquire().await?;
+            let now = crate::clock::Clock::system().now();
+            let id = crate::campaigns::seed::seed_campaign(
+                &mut conn,
+                &Actor::Cli,
+                name,
+                now,
+                with_update,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{id}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -104,6 +104,11 @@ pub const CONSTRAINTS: &[(&str, Option<&str>, &str)] = &[
         "this domain is already registered",
     ),
     (
+        "campaigns_slug_key",
+        Some("slug"),
+        "a campaign with this slug already exists",
+    ),
+    (
         "networks_organisation_id_fkey",
         None,
         "the organisation still has networks (current or historical)",

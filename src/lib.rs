@@ -2,13 +2,15 @@
 //! vulnerability hits. Scanners push results (`ingest`), every result is
 //! attributed to the organisation owning the address (`registry`,
 //! `attribution`) and folded into findings that live across rescans
-//! (`findings`).
+//! (`findings`); campaigns tell the owners what to do about it
+//! (`campaigns`).
 
 pub mod app;
 pub mod attribution;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -2,7 +2,7 @@
 //! handlers' annotations and the request/response types, then completed by
 //! [`complete`] with what every operation of a kind can answer (401, 403,
 //! 429 and 503 behind a token; 400, 413, 415 and 422 with a body; …), so the
-//! rules live in one place instead of on 36 annotations. The API contract
+//! rules live in one place instead of on every annotation. The API contract
 //! check in `.ci/run` holds the service to it.
 
 use std::sync::OnceLock;
@@ -18,7 +18,7 @@ use crate::error::PROBLEM_JSON;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Varsel", description = "National vulnerability notification service: scan ingestion, attribution, findings."),
+    info(title = "Varsel", description = "National vulnerability notification service: scan ingestion, attribution, findings, campaigns."),
     paths(
         crate::health::healthz,
         crate::health::readyz,
@@ -58,6 +58,13 @@ use crate::error::PROBLEM_JSON;
         crate::findings::routes::findings_summary,
         crate::jobs::routes::list_jobs,
         crate::jobs::routes::retry_job,
+        crate::campaigns::routes::list_campaigns,
+        crate::campaigns::routes::create_campaign,
+        crate::campaigns::routes::show_campaign,
+        crate::campaigns::routes::update_campaign,
+        crate::campaigns::routes::activate_campaign,
+        crate::campaigns::routes::post_campaign_update,
+        crate::campaigns::routes::close_campaign,
     ),
     components(schemas(
         crate::error::Problem,
@@ -69,6 +76,13 @@ use crate::error::PROBLEM_JSON;
         crate::ingest::observation::ObservationState,
         crate::ingest::routes::FormatName,
         crate::jobs::routes::JobStatus,
+        crate::campaigns::model::Tlp,
+        crate::campaigns::model::CampaignSeverity,
+        crate::campaigns::model::CampaignStatus,
+        crate::campaigns::model::MatchState,
+        crate::campaigns::model::CampaignCheck,
+        crate::campaigns::model::CveId,
+        crate::campaigns::model::ReminderDay,
     )),
     modifiers(&BearerAuth),
 )]

@@ -230,6 +230,9 @@ macro_rules! text_enum {
     };
 }
 
+// Campaigns spell their small enums the same way.
+pub(crate) use text_enum;
+
 text_enum!(
     /// Where a network or contact came from. At equal prefix length a manual
     /// entry beats an organisation's own report, which beats a registry import.

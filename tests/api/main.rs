@@ -4,6 +4,7 @@
 mod attribution;
 mod auth;
 mod authz;
+mod campaigns;
 mod health;
 mod helpers;
 mod import;
