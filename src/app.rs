@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -23,6 +24,8 @@ use crate::attribution::Attributor;
 use crate::auth::{ClientRateLimiter, SharedRateLimiter};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::mail::Mailer;
+use crate::mail::outbox::Outbox;
 use crate::metrics::Metrics;
 
 /// What every request handler can reach. Cheap to clone.
@@ -35,12 +38,15 @@ pub struct AppState {
     pub rate_limiter: SharedRateLimiter,
     /// Business time; tests move it forward.
     pub clock: Clock,
+    /// Who mail is from and where it goes; the outbox sends with it.
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
+            mailer: Arc::new(Mailer::from_settings(&settings)?),
             rate_limiter: Arc::new(ClientRateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
@@ -166,7 +172,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_seconds);
         let background = crate::jobs::spawn(self.state.clone());
+        // The outbox is not aborted but told to stop: it claims no more and
+        // finishes the sends in flight, so none is left for a lease to
+        // expire on.
+        let stop_mail = CancellationToken::new();
+        let outbox = (self.state.settings.outbox_workers > 0)
+            .then(|| tokio::spawn(Outbox::new(&self.state).run(stop_mail.clone())));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop_mail_on_signal = stop_mail.clone();
         let app = router(self.state.clone());
         let server = axum::serve(
             self.listener,
@@ -175,6 +188,7 @@ impl Application {
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections");
+            stop_mail_on_signal.cancel();
             let _ = tx.send(true);
         });
         let mut stopped = rx.clone();
@@ -190,6 +204,19 @@ impl Application {
             }
         };
         background.abort();
+        stop_mail.cancel();
+        if let Some(outbox) = outbox {
+            // A send in flight ends within the SMTP timeout; past that the
+            // lease hands it to another instance.
+            let wait = grace.max(Duration::from_secs(
+                self.state.settings.smtp_timeout_seconds,
+            ));
+            match tokio::time::timeout(wait, outbox).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the outbox failed"),
+                Err(_) => tracing::warn!(?wait, "sends in flight did not finish in time"),
+            }
+        }
         result
     }
 }

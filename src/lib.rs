@@ -2,7 +2,7 @@
 //! vulnerability hits. Scanners push results (`ingest`), every result is
 //! attributed to the organisation owning the address (`registry`,
 //! `attribution`) and folded into findings that live across rescans
-//! (`findings`).
+//! (`findings`); what Varsel sends leaves through the e-mail outbox (`mail`).
 
 pub mod app;
 pub mod attribution;
@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
