@@ -8,4 +8,6 @@ mod health;
 mod helpers;
 mod import;
 mod ingest;
+mod outbox;
 mod registry;
+mod smtp;
