@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -23,6 +24,8 @@ use crate::attribution::Attributor;
 use crate::auth::{ClientRateLimiter, SharedRateLimiter};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::mail::Mailer;
+use crate::mail::outbox::Outbox;
 use crate::metrics::Metrics;
 
 /// What every request handler can reach. Cheap to clone.
@@ -35,12 +38,15 @@ pub struct AppState {
     pub rate_limiter: SharedRateLimiter,
     /// Business time; tests move it forward.
     pub clock: Clock,
+    /// Who mail is from and where it goes; the outbox sends with it.
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
     pub fn new(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         Ok(Self {
             pool,
+            mailer: Arc::new(Mailer::from_settings(&settings)?),
             rate_limiter: Arc::new(ClientRateLimiter::new(settings.rate_limit_per_minute)),
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
@@ -167,13 +173,19 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_seconds);
-        let cancel = tokio_util::sync::CancellationToken::new();
+        // Background work (jobs and the outbox) is not aborted but told to
+        // stop: it claims no more and finishes what it runs, so nothing is
+        // left for a lease to expire on.
+        let cancel = CancellationToken::new();
         let mut background = crate::jobs::runner::spawn(
             self.state.clone(),
             self.state.settings.job_workers,
             cancel.clone(),
         );
+        let outbox = (self.state.settings.outbox_workers > 0)
+            .then(|| tokio::spawn(Outbox::new(&self.state).run(cancel.clone())));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let stop_on_signal = cancel.clone();
         let app = router(self.state.clone());
         let server = axum::serve(
             self.listener,
@@ -182,6 +194,7 @@ impl Application {
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections");
+            stop_on_signal.cancel();
             let _ = tx.send(true);
         });
         let mut stopped = rx.clone();
@@ -196,8 +209,6 @@ impl Application {
                 Ok(())
             }
         };
-        // Background work stops claiming and finishes what it runs, within
-        // the same grace; a job cut off then is claimed again after its lease.
         cancel.cancel();
         let drained = async { while background.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drained).await.is_err() {
@@ -205,6 +216,18 @@ impl Application {
                 ?grace,
                 "background jobs did not finish in time; their leases will expire"
             );
+        }
+        if let Some(outbox) = outbox {
+            // A send in flight ends within the SMTP timeout; past that the
+            // lease hands it to another instance.
+            let wait = grace.max(Duration::from_secs(
+                self.state.settings.smtp_timeout_seconds,
+            ));
+            match tokio::time::timeout(wait, outbox).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the outbox failed"),
+                Err(_) => tracing::warn!(?wait, "sends in flight did not finish in time"),
+            }
         }
         result
     }

@@ -60,6 +60,48 @@ pub struct Settings {
     /// Seconds between looks for due jobs when no notification came (for
     /// retries and scheduled jobs coming due).
     pub job_poll_seconds: u64,
+
+    // E-mail (the outbox, `crate::mail`).
+    /// Where mail goes: `smtp://host:port` (plain, for a relay on
+    /// loopback), `smtp://host:port?tls=required` (STARTTLS),
+    /// `smtps://host:port` (implicit TLS); `user:password@` for AUTH. None:
+    /// `.eml` files in `mail_dir`, so a fresh install never mails anyone.
+    pub smtp_url: Option<Secret>,
+    /// Limit for each SMTP connect, command and reply, in seconds.
+    pub smtp_timeout_seconds: u64,
+    /// Where the file transport writes, when there is no `smtp_url`.
+    pub mail_dir: PathBuf,
+    /// The From of every message, e.g. `CERT <cert@example.no>`; its domain
+    /// is the right side of every Message-ID.
+    pub mail_from: String,
+    /// Where replies go (the centre's desk); default `mail_from`.
+    pub mail_reply_to: Option<String>,
+    /// DKIM signing: all three or none. The key is RSA, PEM (PKCS#1 or
+    /// PKCS#8), read once at startup.
+    pub dkim_domain: Option<String>,
+    pub dkim_selector: Option<String>,
+    pub dkim_private_key_file: Option<PathBuf>,
+    /// Outbox worker loops on this instance; 0: this instance sends nothing
+    /// (others sharing the database do).
+    pub outbox_workers: usize,
+    /// Messages in flight at once per worker loop.
+    pub mail_concurrency: usize,
+    /// Messages per second from this instance; 0: no limit.
+    pub mail_rate_per_second: u32,
+    /// Messages per minute to one recipient domain from this instance; 0:
+    /// no limit. A message over it waits without using up an attempt.
+    pub mail_rate_per_domain_per_minute: u32,
+    /// Attempts before a message that keeps failing transiently is given up.
+    pub mail_max_attempts: u32,
+    /// Backoff after the n-th transient failure: base * 2^(n-1), at most cap.
+    pub mail_retry_base_seconds: u64,
+    pub mail_retry_cap_seconds: u64,
+    /// How long a worker owns a message it is sending; past it, another
+    /// worker may send it (the first one died). Longer than a send can take.
+    pub mail_lease_seconds: u64,
+    /// How often idle workers look for retries that came due (new messages
+    /// wake them at once).
+    pub mail_poll_seconds: u64,
 }
 
 impl Default for Settings {
@@ -78,6 +120,23 @@ impl Default for Settings {
             ingest_chunk_rows: 20_000,
             job_workers: 2,
             job_poll_seconds: 5,
+            smtp_url: None,
+            smtp_timeout_seconds: 30,
+            mail_dir: PathBuf::from("var/mail"),
+            mail_from: "Varsel <varsel@localhost>".to_owned(),
+            mail_reply_to: None,
+            dkim_domain: None,
+            dkim_selector: None,
+            dkim_private_key_file: None,
+            outbox_workers: 1,
+            mail_concurrency: 4,
+            mail_rate_per_second: 0,
+            mail_rate_per_domain_per_minute: 0,
+            mail_max_attempts: 12,
+            mail_retry_base_seconds: 30,
+            mail_retry_cap_seconds: 3600,
+            mail_lease_seconds: 300,
+            mail_poll_seconds: 5,
         }
     }
 }
@@ -117,6 +176,30 @@ impl Settings {
         if self.db_max_connections < 2 {
             anyhow::bail!("VARSEL_DB_MAX_CONNECTIONS must be at least 2");
         }
+        if self.mail_concurrency == 0 {
+            anyhow::bail!("VARSEL_MAIL_CONCURRENCY must be at least 1");
+        }
+        if self.mail_max_attempts == 0 {
+            anyhow::bail!("VARSEL_MAIL_MAX_ATTEMPTS must be at least 1");
+        }
+        if self.mail_retry_base_seconds == 0
+            || self.mail_retry_cap_seconds < self.mail_retry_base_seconds
+        {
+            anyhow::bail!(
+                "VARSEL_MAIL_RETRY_BASE_SECONDS must be at least 1 and at most VARSEL_MAIL_RETRY_CAP_SECONDS"
+            );
+        }
+        // A send is a connect and a handful of commands, each allowed the
+        // timeout; a lease shorter than that would hand a message to a
+        // second worker while the first is still sending it.
+        if self.mail_lease_seconds < 4 * self.smtp_timeout_seconds.max(1) {
+            anyhow::bail!(
+                "VARSEL_MAIL_LEASE_SECONDS must be at least 4 x VARSEL_SMTP_TIMEOUT_SECONDS"
+            );
+        }
+        if self.mail_poll_seconds == 0 {
+            anyhow::bail!("VARSEL_MAIL_POLL_SECONDS must be at least 1");
+        }
         Ok(())
     }
 }
@@ -130,6 +213,10 @@ mod tests {
         let s = Settings {
             database_url: Secret::new("postgres://u:hunter2@db/varsel"),
             ..Settings::default()
+        };
+        let s = Settings {
+            smtp_url: Some(Secret::new("smtps://u:hunter2@relay.example.no")),
+            ..s
         };
         let printed = format!("{s:?}");
         assert!(!printed.contains("hunter2"), "{printed}");

@@ -3,7 +3,8 @@
 //! attributed to the organisation owning the address (`registry`,
 //! `attribution`) and folded into findings that live across rescans
 //! (`findings`); campaigns tell the owners what to do about it
-//! (`campaigns`).
+//! (`campaigns`, `notifications`), and what Varsel sends leaves through the
+//! e-mail outbox (`mail`).
 
 pub mod app;
 pub mod attribution;
@@ -22,6 +23,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;

@@ -1,7 +1,7 @@
 //! Test harness: a fresh database per test, the real application on a free
 //! port, HTTP through reqwest, and the `varsel` binary for CLI tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +21,12 @@ pub struct TestApp {
     pub admin: String,
     pub ingest: String,
     pub read: String,
-    /// The running app's state: its clock, settings, pool.
+    /// The running application's state: its clock, mailer, settings.
     pub state: varsel::app::AppState,
     leftover_jobs_allowed: AtomicBool,
+    /// Where the file transport writes (the default: no `smtp_url`).
+    pub mail_dir: PathBuf,
+    _mail_dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -127,9 +130,12 @@ pub async fn fresh_database() -> String {
     base.database(&name).to_url_lossy().to_string()
 }
 
-pub fn settings_for(database_url: &str) -> Settings {
+/// Test settings: mail goes to `.eml` files in `mail_dir` unless a test
+/// sets `smtp_url`.
+pub fn settings_for(database_url: &str, mail_dir: &Path) -> Settings {
     Settings {
         database_url: Secret::new(database_url),
+        mail_dir: mail_dir.to_owned(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         db_max_connections: 8,
         rate_limit_per_minute: 0,
@@ -148,22 +154,33 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let database_url = fresh_database().await;
-    let mut settings = settings_for(&database_url);
+    let mail_dir = tempfile::tempdir().expect("mail folder");
+    let mut settings = settings_for(&database_url, mail_dir.path());
     adjust(&mut settings);
-    spawn_on(settings).await
+    spawn_on(settings, mail_dir).await
 }
 
 /// Another instance sharing `app`'s database.
 pub async fn spawn_second_instance(app: &TestApp) -> TestApp {
-    let settings = settings_for(&app.database_url);
-    let mut second = spawn_on(settings).await;
+    spawn_second_instance_with(app, |_| {}).await
+}
+
+/// Another instance sharing `app`'s database, with its own settings.
+pub async fn spawn_second_instance_with(
+    app: &TestApp,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mail_dir = tempfile::tempdir().expect("mail folder");
+    let mut settings = settings_for(&app.database_url, mail_dir.path());
+    adjust(&mut settings);
+    let mut second = spawn_on(settings, mail_dir).await;
     second.admin = app.admin.clone();
     second.ingest = app.ingest.clone();
     second.read = app.read.clone();
     second
 }
 
-async fn spawn_on(settings: Settings) -> TestApp {
+async fn spawn_on(settings: Settings, mail_dir: tempfile::TempDir) -> TestApp {
     // Server-side errors show in the output of a failing test.
     varsel::telemetry::init("warn", "text");
     let database_url = settings.database_url.expose().to_owned();
@@ -198,6 +215,8 @@ async fn spawn_on(settings: Settings) -> TestApp {
         http: reqwest::Client::new(),
         state,
         leftover_jobs_allowed: AtomicBool::new(false),
+        mail_dir: mail_dir.path().to_owned(),
+        _mail_dir: mail_dir,
         shutdown: Some(tx),
     }
 }

@@ -10,4 +10,6 @@ mod helpers;
 mod import;
 mod ingest;
 mod jobs;
+mod outbox;
 mod registry;
+mod smtp;
