@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::findings::routes::routes())
         .merge(crate::jobs::routes::routes())
         .merge(crate::campaigns::routes())
+        .merge(crate::notifications::routes::routes())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         // Ingest streams its bodies and enforces its own (larger) limit.
         .merge(crate::ingest::routes::routes());

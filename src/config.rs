@@ -102,6 +102,14 @@ pub struct Settings {
     /// How often idle workers look for retries that came due (new messages
     /// wake them at once).
     pub mail_poll_seconds: u64,
+    /// Where organisations reach this service: advisory links in mails are
+    /// `{public_base_url}/a/{token}`.
+    pub public_base_url: String,
+    /// The key advisory link tokens are derived from (see
+    /// `notifications::tokens`). Required with SMTP; without it a fixed
+    /// development key is used, which makes links guessable to anyone who
+    /// has the database.
+    pub link_secret: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -137,11 +145,23 @@ impl Default for Settings {
             mail_retry_cap_seconds: 3600,
             mail_lease_seconds: 300,
             mail_poll_seconds: 5,
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            link_secret: None,
         }
     }
 }
 
+/// The link key when none is configured: for development only.
+const DEVELOPMENT_LINK_SECRET: &str = "varsel development link secret: set VARSEL_LINK_SECRET";
+
 impl Settings {
+    /// The key advisory links are derived from.
+    pub fn link_secret(&self) -> Secret {
+        self.link_secret
+            .clone()
+            .unwrap_or_else(|| Secret::new(DEVELOPMENT_LINK_SECRET))
+    }
+
     /// Defaults, then the file named by `VARSEL_CONFIG` (if any), then
     /// `DATABASE_URL` and `VARSEL_*` variables (`VARSEL_LISTEN`, …).
     pub fn load() -> anyhow::Result<Self> {

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod mail;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod registry;
 pub mod telemetry;

@@ -65,6 +65,14 @@ use crate::error::PROBLEM_JSON;
         crate::campaigns::routes::activate_campaign,
         crate::campaigns::routes::post_campaign_update,
         crate::campaigns::routes::close_campaign,
+        crate::notifications::routes::list_notifications,
+        crate::notifications::routes::show_notification,
+        crate::notifications::routes::notification_timeline,
+        crate::notifications::routes::notification_deliveries,
+        crate::notifications::routes::preview_notification,
+        crate::notifications::routes::approve_notifications,
+        crate::notifications::routes::list_sectors,
+        crate::notifications::routes::set_sector_team,
     ),
     components(schemas(
         crate::error::Problem,
@@ -83,6 +91,8 @@ use crate::error::PROBLEM_JSON;
         crate::campaigns::model::CampaignCheck,
         crate::campaigns::model::CveId,
         crate::campaigns::model::ReminderDay,
+        crate::notifications::model::NotificationStatus,
+        crate::notifications::routes::PreviewLanguage,
     )),
     modifiers(&BearerAuth),
 )]

@@ -753,9 +753,10 @@ pub async fn activate(
         "only a draft can be activated",
     )
     .await?;
-    // enqueue drafting here: the job that drafts a notification per
-    // affected organisation goes into `tx`, so an activation and its
-    // drafting work commit together or not at all.
+    // The job that drafts a notification per affected organisation goes
+    // into `tx`: an activation and its drafting commit together or not at
+    // all.
+    crate::notifications::drafting::enqueue(&mut tx, now).await?;
     audit::commit(
         tx,
         actor,
@@ -777,6 +778,15 @@ pub async fn post_update(
 ) -> DomainResult<CampaignUpdate> {
     let mut tx = conn.begin().await?;
     let update = insert_update(&mut tx, actor, id, new, now).await?;
+    // Its mail to every organisation already notified, with it.
+    crate::jobs::enqueue(
+        &mut tx,
+        &crate::jobs::Job::SendUpdate {
+            update_id: update.id,
+        },
+        now,
+    )
+    .await?;
     audit::commit(
         tx,
         actor,

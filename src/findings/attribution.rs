@@ -79,6 +79,10 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     .bind(&updated)
     .execute(&mut *tx)
     .await?;
+    if !updated.is_empty() {
+        // Newly owned findings may belong in an organisation's notification.
+        crate::notifications::drafting::enqueue_if_active(&mut tx, chrono::Utc::now()).await?;
+    }
     tx.commit().await?;
     Ok(updated.len() as u64)
 }

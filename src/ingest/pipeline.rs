@@ -315,6 +315,11 @@ pub async fn ingest(
         .execute(&mut **tx)
         .await?;
     }
+    let f = &summary.findings;
+    if f.opened + f.reopened + f.changed + f.escalated + f.resolved > 0 {
+        // Committed with the findings: drafting notifications for them.
+        crate::notifications::drafting::enqueue_if_active(tx, state.clock.now()).await?;
+    }
     state.metrics.observations_accepted.inc_by(summary.accepted);
     state.metrics.observations_rejected.inc_by(summary.rejected);
     Ok((summary, hash))

@@ -194,6 +194,10 @@ pub async fn finish(
         .fetch_one(&mut *conn)
         .await?
     };
+    if resolved > 0 {
+        // Committed with the resolutions: notifications may be resolved.
+        crate::notifications::drafting::enqueue_if_active(conn, chrono::Utc::now()).await?;
+    }
     Ok(sqlx::query_as(&format!(
         "UPDATE scan_runs SET finished_at = $2, findings_resolved = $3 WHERE id = $1 RETURNING {COLUMNS}"
     ))

@@ -33,6 +33,20 @@ pub enum Job {
     /// Forget expired idempotency keys and drop expired observation
     /// partitions. Periodic.
     Housekeeping,
+    /// Bring every active campaign's notifications in step with the
+    /// findings: drafts, new findings, re-alerts, resolution. Enqueued by
+    /// activation, ingest and late attribution.
+    MatchFindings,
+    /// Write the advisories of a campaign's approved notifications.
+    MailApproved { campaign_id: i64 },
+    /// Tell an already mailed organisation of new hosts (batched).
+    SendFollowup { notification_id: i64 },
+    /// Send a posted campaign update to every organisation mailed.
+    SendUpdate { update_id: i64 },
+    /// Reminders that came due, links that expired, and a catch-up run of
+    /// drafting (for findings committed while a campaign was being
+    /// activated, which neither enqueued). Periodic.
+    Sweep,
 }
 
 impl Job {
@@ -41,14 +55,29 @@ impl Job {
         match self {
             Job::AttributeTriage => "attribute_triage",
             Job::Housekeeping => "housekeeping",
+            Job::MatchFindings => "match_findings",
+            Job::MailApproved { .. } => "mail_approved",
+            Job::SendFollowup { .. } => "send_followup",
+            Job::SendUpdate { .. } => "send_update",
+            Job::Sweep => "sweep",
         }
+    }
+
+    pub fn is_periodic(&self) -> bool {
+        matches!(self, Job::Housekeeping | Job::Sweep)
     }
 
     /// Pending jobs with the same key are one job.
     fn dedupe_key(&self) -> Option<String> {
         match self {
             Job::AttributeTriage => Some("attribute_triage".to_owned()),
-            Job::Housekeeping => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
+            Job::Housekeeping | Job::Sweep => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
+            Job::MatchFindings => Some("match_findings".to_owned()),
+            Job::MailApproved { campaign_id } => Some(format!("mail_approved:{campaign_id}")),
+            Job::SendFollowup { notification_id } => {
+                Some(format!("send_followup:{notification_id}"))
+            }
+            Job::SendUpdate { update_id } => Some(format!("send_update:{update_id}")),
         }
     }
 
@@ -66,6 +95,20 @@ impl Job {
                 Ok(())
             }
             Job::Housekeeping => housekeeping::run(state).await,
+            Job::MatchFindings => crate::notifications::drafting::run(state).await,
+            Job::MailApproved { campaign_id } => {
+                crate::notifications::mailing::mail_approved(state, campaign_id).await
+            }
+            Job::SendFollowup { notification_id } => {
+                crate::notifications::mailing::send_followup(state, notification_id).await
+            }
+            Job::SendUpdate { update_id } => {
+                crate::notifications::mailing::send_update(state, update_id).await
+            }
+            Job::Sweep => {
+                crate::notifications::drafting::run(state).await?;
+                crate::notifications::mailing::send_reminders(state).await
+            }
         }
     }
 }
@@ -75,8 +118,11 @@ impl Job {
 pub const PERIODIC_PREFIX: &str = "periodic:";
 
 /// Periodic jobs and how often each runs.
-fn periodic() -> [(Job, Duration); 1] {
-    [(Job::Housekeeping, Duration::hours(1))]
+fn periodic() -> [(Job, Duration); 2] {
+    [
+        (Job::Housekeeping, Duration::hours(1)),
+        (Job::Sweep, Duration::minutes(5)),
+    ]
 }
 
 /// Enqueues `job` to run at `run_at`, in the caller's transaction (it

@@ -75,7 +75,13 @@ pub async fn run_one(state: &AppState) -> anyhow::Result<bool> {
     };
     let now = state.clock.now();
     match outcome {
-        Ok(()) => queue::complete(&state.pool, &claimed, now).await?,
+        Ok(()) => {
+            queue::complete(&state.pool, &claimed, now).await?;
+            if claimed.job.as_ref().is_ok_and(super::Job::is_periodic) {
+                // Its next run.
+                super::schedule_periodic(state).await?;
+            }
+        }
         Err(error) => {
             tracing::warn!(job = claimed.id, attempt = claimed.attempts, %error, "job failed");
             queue::fail(&state.pool, &claimed, now, &error).await?;

@@ -65,6 +65,9 @@ pub struct Attachment {
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub notification_id: Option<i64>,
+    /// The advisory link whose token the outbox puts where the bodies say
+    /// `notifications::tokens::PLACEHOLDER`, as it sends the mail.
+    pub link_token_id: Option<i64>,
     /// The registry contact it goes to, whose delivery health a bounce marks.
     pub contact_id: Option<i64>,
     pub kind: DeliveryKind,

@@ -39,8 +39,9 @@ use super::{Mailer, OutgoingMail};
 use crate::app::AppState;
 use crate::audit;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use crate::domain::{Actor, DomainError, DomainResult};
+use crate::notifications::tokens;
 
 /// The channel `enqueue` and `retry` notify at commit.
 pub const CHANNEL: &str = "varsel_outbox";
@@ -69,8 +70,9 @@ pub async fn enqueue(
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO deliveries (notification_id, contact_id, recipient, recipient_name, kind,
                                  dedupe_key, message_id, subject, text_body, html_body,
-                                 attachments, language, status, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13, $13)
+                                 attachments, language, status, next_attempt_at, created_at,
+                                 link_token_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13, $13, $14)
          ON CONFLICT ON CONSTRAINT deliveries_dedupe_key DO NOTHING
          RETURNING id",
     )
@@ -87,6 +89,7 @@ pub async fn enqueue(
     .bind(Json(&attachments))
     .bind(&mail.language)
     .bind(now)
+    .bind(mail.link_token_id)
     .fetch_optional(&mut *conn)
     .await?;
     if id.is_some() {
@@ -110,6 +113,9 @@ async fn notify(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 pub struct ClaimedDelivery {
     pub id: i64,
     pub notification_id: Option<i64>,
+    /// The advisory link whose token goes where the body has
+    /// `notifications::tokens::PLACEHOLDER`.
+    pub link_token_id: Option<i64>,
     pub contact_id: Option<i64>,
     pub kind: String,
     pub recipient: String,
@@ -164,7 +170,7 @@ pub async fn claim(
                     attempts = d.attempts + 1
                FROM picked
               WHERE d.id = picked.id
-          RETURNING d.id, d.notification_id, d.contact_id, d.kind, d.recipient, d.recipient_name,
+          RETURNING d.id, d.notification_id, d.link_token_id, d.contact_id, d.kind, d.recipient, d.recipient_name,
                     d.message_id, d.subject, d.text_body, d.html_body, d.attachments, d.language,
                     d.attempts, d.retry_from_attempt, d.created_at, picked.was
          ), lost AS (
@@ -177,7 +183,7 @@ pub async fn claim(
              INSERT INTO delivery_attempts (delivery_id, attempt, started_at)
              SELECT id, attempts, $1 FROM claimed
          )
-         SELECT id, notification_id, contact_id, kind, recipient, recipient_name, message_id,
+         SELECT id, notification_id, link_token_id, contact_id, kind, recipient, recipient_name, message_id,
                 subject, text_body, html_body, attachments, language, attempts,
                 retry_from_attempt, created_at
            FROM claimed",
@@ -265,7 +271,7 @@ pub async fn finish(
             .await?
             .rows_affected();
             if done == 1 {
-                after_sent(&mut tx, d).await?;
+                after_outcome(&mut tx, d, true, reply, now).await?;
                 Finished::Sent
             } else {
                 Finished::LeaseLost
@@ -297,7 +303,10 @@ pub async fn finish(
             .fetch_optional(&mut *tx)
             .await?;
             match status.as_deref() {
-                Some("failed") => Finished::Failed,
+                Some("failed") => {
+                    after_outcome(&mut tx, d, false, reply, now).await?;
+                    Finished::Failed
+                }
                 Some(_) => Finished::Requeued,
                 None => Finished::LeaseLost,
             }
@@ -332,6 +341,7 @@ pub async fn finish(
                         .execute(&mut *tx)
                         .await?;
                     }
+                    after_outcome(&mut tx, d, false, reply, now).await?;
                     Finished::Failed
                 }
                 None => Finished::LeaseLost,
@@ -342,15 +352,22 @@ pub async fn finish(
     Ok(finished)
 }
 
-/// Called in the transaction that marks `delivery` sent, so whatever
-/// depends on a message having gone out commits with that fact or not at
-/// all. Nothing yet: notifications will set their own status here (found
-/// by `delivery.notification_id`) when they arrive.
-pub async fn after_sent(
-    _tx: &mut PgConnection,
-    _delivery: &ClaimedDelivery,
+/// Called in the transaction that records a delivery as sent or as failed
+/// for good, so that what depends on it commits with that fact or not at
+/// all: the notification's timeline and status.
+async fn after_outcome(
+    tx: &mut PgConnection,
+    d: &ClaimedDelivery,
+    sent: bool,
+    reply: &str,
+    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    Ok(())
+    match d.notification_id {
+        Some(n) => {
+            crate::notifications::mailing::on_delivery_outcome(tx, n, d.id, sent, reply, now).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// Gives back a claim that was not attempted (a rate limit said wait): the
@@ -436,6 +453,7 @@ pub struct Outbox {
 
 struct Inner {
     pool: PgPool,
+    link_secret: Secret,
     clock: Clock,
     mailer: Arc<Mailer>,
     retry: RetryPolicy,
@@ -474,6 +492,7 @@ impl Outbox {
         Self {
             inner: Arc::new(Inner {
                 pool,
+                link_secret: settings.link_secret(),
                 clock,
                 mailer,
                 retry: RetryPolicy::from_settings(settings),
@@ -620,6 +639,30 @@ impl Outbox {
         }
     }
 
+    /// Puts the advisory link's token into the mail, as it is sent: it is
+    /// stored nowhere (see `notifications::tokens`).
+    async fn with_link(
+        &self,
+        mut d: ClaimedDelivery,
+    ) -> Result<ClaimedDelivery, (ClaimedDelivery, sqlx::Error)> {
+        let Some(link) = d.link_token_id else {
+            return Ok(d);
+        };
+        let token = {
+            let revealed = async {
+                let mut conn = self.inner.pool.acquire().await?;
+                tokens::reveal(&mut conn, &self.inner.link_secret, link).await
+            };
+            match revealed.await {
+                Ok(token) => token,
+                Err(e) => return Err((d, e)),
+            }
+        };
+        d.text_body = d.text_body.replace(tokens::PLACEHOLDER, token.expose());
+        d.html_body = d.html_body.replace(tokens::PLACEHOLDER, token.expose());
+        Ok(d)
+    }
+
     /// Sends one claimed delivery and records what happened.
     async fn deliver(&self, d: ClaimedDelivery) -> Handled {
         let inner = &self.inner;
@@ -640,6 +683,14 @@ impl Outbox {
         if let Some(limiter) = &inner.global {
             limiter.until_ready().await;
         }
+        let d = match self.with_link(d).await {
+            Ok(d) => d,
+            Err((d, e)) => {
+                // The lease runs out and the row is claimed again.
+                tracing::warn!(delivery = d.id, error = %e, "reading a delivery's link failed");
+                return Handled::Deferred;
+            }
+        };
         let outcome = match inner.mailer.composer.compose(&d) {
             Ok(message) => inner.mailer.transport.send(message).await,
             Err(e) => SendOutcome::Permanent {
@@ -720,4 +771,61 @@ async fn listen(pool: PgPool, wake: watch::Sender<u64>, cancel: CancellationToke
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// One attempt at a delivery, with the server's reply.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AttemptInfo {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `sent`, `transient`, `permanent`, `lost` (its worker died), or
+    /// absent while it runs.
+    pub outcome: Option<String>,
+    pub reply_code: Option<i32>,
+    pub reply: Option<String>,
+}
+
+/// A delivery as operators see it: to whom, what, where it stands, every
+/// attempt (never its link's token).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DeliveryInfo {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub language: Option<String>,
+    pub message_id: String,
+    pub subject: String,
+    /// `queued`, `sending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_reply_code: Option<i32>,
+    pub last_reply: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    #[sqlx(json)]
+    pub attempt_log: Vec<AttemptInfo>,
+}
+
+/// A notification's deliveries, oldest first.
+pub async fn for_notification(
+    conn: &mut PgConnection,
+    notification_id: i64,
+) -> DomainResult<Vec<DeliveryInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT d.id, d.kind, d.recipient, d.language, d.message_id, d.subject, d.status,
+                d.attempts, d.next_attempt_at, d.last_reply_code, d.last_reply, d.created_at,
+                d.sent_at, d.failed_at,
+                coalesce((SELECT json_agg(json_build_object(
+                                  'attempt', a.attempt, 'started_at', a.started_at,
+                                  'finished_at', a.finished_at, 'outcome', a.outcome,
+                                  'reply_code', a.reply_code, 'reply', a.reply) ORDER BY a.attempt)
+                            FROM delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempt_log
+           FROM deliveries d WHERE d.notification_id = $1 ORDER BY d.id",
+    )
+    .bind(notification_id)
+    .fetch_all(conn)
+    .await?)
 }

@@ -391,6 +391,8 @@ async fn drafts_change_active_campaigns_take_updates_then_close() {
             .all(|(_, actor)| actor.starts_with("api-client:1:test-admin")),
         "{events:?}"
     );
+    // Activation and updates enqueued their mailing work.
+    app.run_jobs().await;
 }
 
 #[tokio::test]
@@ -440,6 +442,8 @@ async fn campaigns_are_listed_by_status_a_page_at_a_time() {
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
     }
+    // Activation and updates enqueued their mailing work.
+    app.run_jobs().await;
 }
 
 #[tokio::test]
@@ -556,6 +560,8 @@ async fn the_seed_campaign_is_stored_once_from_the_command_line() {
         .get(&format!("/api/v1/campaigns/{id}"), &other.admin)
         .await;
     assert_eq!(again["updates"].as_array().unwrap().len(), 1);
+    // Activation and updates enqueued their mailing work.
+    app.run_jobs().await;
 }
 
 const NDJSON: &str = "application/x-ndjson";

@@ -10,6 +10,7 @@ mod helpers;
 mod import;
 mod ingest;
 mod jobs;
+mod notifications;
 mod outbox;
 mod registry;
 mod smtp;

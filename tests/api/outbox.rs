@@ -21,6 +21,7 @@ use crate::smtp::{SmtpServer, free_port};
 
 fn mail(to: &str, key: &str) -> OutgoingMail {
     OutgoingMail {
+        link_token_id: None,
         notification_id: None,
         contact_id: None,
         kind: DeliveryKind::Initial,
