@@ -19,20 +19,18 @@ CREATE TABLE campaigns (
     severity                 text NOT NULL
                              CHECK (severity IN ('low', 'medium', 'high', 'critical')),
     -- Markdown. Both languages always: a contact reads the one it chose.
-    -- how_to_check and references are optional, but in both languages or
-    -- in neither.
     title_nb                 text NOT NULL,
     summary_nb               text NOT NULL,
     impact_nb                text NOT NULL,
     what_to_do_nb            text NOT NULL,
-    how_to_check_nb          text,
-    references_nb            text,
+    how_to_check_nb          text NOT NULL,
+    references_nb            text NOT NULL,
     title_en                 text NOT NULL,
     summary_en               text NOT NULL,
     impact_en                text NOT NULL,
     what_to_do_en            text NOT NULL,
-    how_to_check_en          text,
-    references_en            text,
+    how_to_check_en          text NOT NULL,
+    references_en            text NOT NULL,
     -- Which findings the campaign covers: see campaigns::matching.
     checks                   text[] NOT NULL DEFAULT '{}',
     cves                     text[] NOT NULL DEFAULT '{}',

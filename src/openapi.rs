@@ -125,6 +125,7 @@ pub fn document() -> &'static Value {
     DOCUMENT.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
         complete(&mut doc);
+        crate::campaigns::model::complete_schema(&mut doc);
         doc
     })
 }

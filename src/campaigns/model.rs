@@ -8,7 +8,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::http::nullable;
 use crate::registry::model::{Language, text_enum};
 
 /// A FIRST Traffic Light Protocol 2.0 label: how far the recipient may
@@ -181,10 +180,9 @@ pub struct CampaignText {
     pub summary: String,
     pub impact: String,
     pub what_to_do: String,
-    /// How to check for compromise; `null` when the campaign has no such
-    /// advice (then in both languages).
-    pub how_to_check: Option<String>,
-    pub references: Option<String>,
+    /// How to check for compromise.
+    pub how_to_check: String,
+    pub references: String,
 }
 
 /// A campaign as stored.
@@ -289,13 +287,21 @@ pub struct NewCampaignText {
         pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
     )]
     pub what_to_do: String,
-    /// Markdown: how to check for compromise. Give it in both languages or
-    /// in neither.
-    #[schema(max_length = 20000, pattern = "^[^\\u0000]*$")]
-    pub how_to_check: Option<String>,
-    /// Markdown. Give it in both languages or in neither.
-    #[schema(max_length = 20000, pattern = "^[^\\u0000]*$")]
-    pub references: Option<String>,
+    /// Markdown: how to check for compromise (patching is not enough when
+    /// exploitation has begun).
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub how_to_check: String,
+    /// Markdown: the sources and further reading.
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub references: String,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -356,6 +362,25 @@ pub struct NewCampaign {
 
 impl crate::http::BodyShape for NewCampaign {}
 
+/// What the derive cannot say of [`NewCampaign`] in the OpenAPI document:
+/// it needs at least one check or CVE (else it would match nothing).
+/// Called by `openapi::document`.
+pub fn complete_schema(doc: &mut serde_json::Value) {
+    let Some(schema) = doc
+        .pointer_mut("/components/schemas/NewCampaign")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    schema.insert(
+        "anyOf".to_owned(),
+        serde_json::json!([
+            { "required": ["checks"], "properties": { "checks": { "minItems": 1 } } },
+            { "required": ["cves"], "properties": { "cves": { "minItems": 1 } } },
+        ]),
+    );
+}
+
 fn yes() -> bool {
     true
 }
@@ -404,13 +429,18 @@ pub struct CampaignTextPatch {
         pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
     )]
     pub what_to_do: Option<String>,
-    /// `null` removes it (then remove it in both languages).
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, max_length = 20000, pattern = "^[^\\u0000]*$")]
-    pub how_to_check: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, max_length = 20000, pattern = "^[^\\u0000]*$")]
-    pub references: Option<Option<String>>,
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub how_to_check: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub references: Option<String>,
 }
 
 /// Changes to a draft campaign; absent fields stay as they are.
@@ -521,8 +551,8 @@ pub struct RenderedText {
     pub summary: String,
     pub impact: String,
     pub what_to_do: String,
-    pub how_to_check: Option<String>,
-    pub references: Option<String>,
+    pub how_to_check: String,
+    pub references: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -51,14 +51,14 @@ struct CampaignRow {
     summary_nb: String,
     impact_nb: String,
     what_to_do_nb: String,
-    how_to_check_nb: Option<String>,
-    references_nb: Option<String>,
+    how_to_check_nb: String,
+    references_nb: String,
     title_en: String,
     summary_en: String,
     impact_en: String,
     what_to_do_en: String,
-    how_to_check_en: Option<String>,
-    references_en: Option<String>,
+    how_to_check_en: String,
+    references_en: String,
     checks: Vec<String>,
     cves: Vec<String>,
     states: Vec<String>,
@@ -233,27 +233,6 @@ impl Fields {
                 "give at least one check or CVE: without them the campaign matches no finding",
             ));
         }
-        let pairs = [
-            (
-                "how_to_check",
-                self.nb.how_to_check.is_some(),
-                self.en.how_to_check.is_some(),
-            ),
-            (
-                "references",
-                self.nb.references.is_some(),
-                self.en.references.is_some(),
-            ),
-        ];
-        for (name, nb, en) in pairs {
-            if nb != en {
-                let (missing, present) = if nb { ("en", "nb") } else { ("nb", "en") };
-                return Err(DomainError::invalid(
-                    format!("{missing}.{name}"),
-                    format!("{present}.{name} is given: give it in both languages or in neither"),
-                ));
-            }
-        }
         Ok(())
     }
 }
@@ -282,8 +261,8 @@ struct CheckedTextPatch {
     summary: Option<String>,
     impact: Option<String>,
     what_to_do: Option<String>,
-    how_to_check: Option<Option<String>>,
-    references: Option<Option<String>>,
+    how_to_check: Option<String>,
+    references: Option<String>,
 }
 
 impl CheckedTextPatch {
@@ -295,19 +274,13 @@ impl CheckedTextPatch {
                 .map(|v| title_or_text(&field(name), v, max, name == "title"))
                 .transpose()
         };
-        let opt = |name: &str, value: &Option<Option<String>>| {
-            value
-                .as_ref()
-                .map(|v| optional_markdown(&field(name), v.as_deref()))
-                .transpose()
-        };
         Ok(Self {
             title: req("title", &p.title, MAX_TITLE_CHARS)?,
             summary: req("summary", &p.summary, MAX_TEXT_CHARS)?,
             impact: req("impact", &p.impact, MAX_TEXT_CHARS)?,
             what_to_do: req("what_to_do", &p.what_to_do, MAX_TEXT_CHARS)?,
-            how_to_check: opt("how_to_check", &p.how_to_check)?,
-            references: opt("references", &p.references)?,
+            how_to_check: req("how_to_check", &p.how_to_check, MAX_TEXT_CHARS)?,
+            references: req("references", &p.references, MAX_TEXT_CHARS)?,
         })
     }
 
@@ -425,21 +398,6 @@ fn title_or_text(field: &str, value: &str, max: usize, is_title: bool) -> Domain
     Ok(trimmed.to_owned())
 }
 
-/// An optional Markdown text: empty (or only white space) means none.
-fn optional_markdown(field: &str, value: Option<&str>) -> DomainResult<Option<String>> {
-    match value {
-        None => Ok(None),
-        Some(v) if v.chars().count() > MAX_TEXT_CHARS => Err(DomainError::invalid(
-            field,
-            format!("at most {MAX_TEXT_CHARS} characters"),
-        )),
-        Some(v) => {
-            let trimmed = v.trim_matches(is_space);
-            Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
-        }
-    }
-}
-
 fn new_text(lang: &str, t: &NewCampaignText) -> DomainResult<CampaignText> {
     let field = |name: &str| format!("{lang}.{name}");
     Ok(CampaignText {
@@ -447,8 +405,13 @@ fn new_text(lang: &str, t: &NewCampaignText) -> DomainResult<CampaignText> {
         summary: title_or_text(&field("summary"), &t.summary, MAX_TEXT_CHARS, false)?,
         impact: title_or_text(&field("impact"), &t.impact, MAX_TEXT_CHARS, false)?,
         what_to_do: title_or_text(&field("what_to_do"), &t.what_to_do, MAX_TEXT_CHARS, false)?,
-        how_to_check: optional_markdown(&field("how_to_check"), t.how_to_check.as_deref())?,
-        references: optional_markdown(&field("references"), t.references.as_deref())?,
+        how_to_check: title_or_text(
+            &field("how_to_check"),
+            &t.how_to_check,
+            MAX_TEXT_CHARS,
+            false,
+        )?,
+        references: title_or_text(&field("references"), &t.references, MAX_TEXT_CHARS, false)?,
     })
 }
 
@@ -939,8 +902,8 @@ fn rendered(t: &CampaignText) -> RenderedText {
         summary: markdown::to_html(&t.summary),
         impact: markdown::to_html(&t.impact),
         what_to_do: markdown::to_html(&t.what_to_do),
-        how_to_check: t.how_to_check.as_deref().map(markdown::to_html),
-        references: t.references.as_deref().map(markdown::to_html),
+        how_to_check: markdown::to_html(&t.how_to_check),
+        references: markdown::to_html(&t.references),
     }
 }
 
@@ -1032,7 +995,6 @@ mod tests {
         assert!(title_or_text("t", "a\nb", 10, false).is_ok());
         // Counted as sent, as maxLength counts.
         assert!(title_or_text("t", "abc  ", 4, false).is_err());
-        assert_eq!(optional_markdown("t", Some("  ")).unwrap(), None);
     }
 
     #[test]
