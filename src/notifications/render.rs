@@ -152,17 +152,13 @@ pub fn render(input: &MailInput<'_>) -> DomainResult<RenderedMail> {
         text: to_plain_text(md),
         html: to_html(md),
     };
-    let mut sections = vec![
+    let sections = vec![
         section(w.summary, &text.summary),
         section(w.impact, &text.impact),
         section(w.what_to_do, &text.what_to_do),
+        section(w.how_to_check, &text.how_to_check),
+        section(w.references, &text.references),
     ];
-    if let Some(md) = &text.how_to_check {
-        sections.push(section(w.how_to_check, md));
-    }
-    if let Some(md) = &text.references {
-        sections.push(section(w.references, md));
-    }
     let intro = match (input.copy_for, input.kind) {
         (Some(org), _) => format!("{} {org}.", w.copy_intro),
         (None, MailKind::Initial) => w.intro.to_owned(),
