@@ -190,6 +190,18 @@ impl Settings {
         if self.ingest_chunk_rows == 0 || self.ingest_chunk_rows > 65_536 {
             anyhow::bail!("VARSEL_INGEST_CHUNK_ROWS must be between 1 and 65536");
         }
+        if self.smtp_url.is_some() && self.link_secret.is_none() {
+            anyhow::bail!(
+                "VARSEL_LINK_SECRET must be set when VARSEL_SMTP_URL is: advisory links are derived from it"
+            );
+        }
+        if self
+            .link_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            anyhow::bail!("VARSEL_LINK_SECRET must be at least 32 characters");
+        }
         if self.job_poll_seconds == 0 {
             anyhow::bail!("VARSEL_JOB_POLL_SECONDS must be at least 1");
         }

@@ -144,6 +144,7 @@ pub fn settings_for(database_url: &str, mail_dir: &Path) -> Settings {
         // Background work runs when a test says so (`run_jobs`), so that
         // what it does is part of the test's story, not a race with it.
         job_workers: 0,
+        link_secret: Some(Secret::new(hex::encode(rand::random::<[u8; 32]>()))),
         ..Settings::default()
     }
 }

@@ -859,3 +859,74 @@ async fn jobs_run_twice_and_on_two_instances_mail_no_one_twice() {
         "{per_recipient:?}"
     );
 }
+
+#[tokio::test]
+async fn the_advisory_arrives_over_smtp_with_many_hosts_attached_and_a_working_link() {
+    let server = crate::smtp::SmtpServer::start(None).await;
+    let url = server.url();
+    let app = spawn_app_with(move |s| {
+        s.smtp_url = Some(varsel::config::Secret::new(url));
+        s.outbox_workers = 0;
+        s.public_base_url = "https://varsel.example.no".to_owned();
+    })
+    .await;
+    let a = organisation(&app, "A", "192.0.2.0/24", &[("sec@a.no", "security", "en")]).await;
+    let hosts: Vec<String> = (1..=25).map(|i| format!("192.0.2.{i}")).collect();
+    let hosts: Vec<(&str, &str)> = hosts.iter().map(|ip| (ip.as_str(), "vulnerable")).collect();
+    push(&app, &hosts, MARCH_5).await;
+    let campaign = active_campaign(&app, json!({})).await;
+    approve_all(&app, campaign).await;
+    assert_eq!(send_mail(&app).await, 1);
+
+    let received = server.messages();
+    assert_eq!(received.len(), 1);
+    let mail = &received[0];
+    let n = notification_of(&app, a).await;
+    let ticket = n["ticket"].as_str().unwrap();
+    assert_eq!(mail.rcpt_tos, ["sec@a.no"]);
+    assert!(
+        mail.subject
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("[{ticket}] Vulnerable Microsoft Exchange"))
+    );
+    assert_eq!(
+        mail.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    let text = mail.text.as_deref().unwrap();
+    let html = mail.html.as_deref().unwrap();
+    assert!(text.starts_with("TLP:AMBER"), "{text}");
+    assert!(text.contains("We never ask for passwords"));
+    assert!(text.contains("Affected addresses (25)"));
+    assert!(html.contains("<table"));
+    // 20 in the body, all 25 in the attachment.
+    assert_eq!(text.matches("exchange-proxylogon: vulnerable").count(), 20);
+    assert_eq!(mail.attachments.len(), 1);
+    let csv = String::from_utf8(mail.attachments[0].content.clone()).unwrap();
+    assert_eq!(csv.lines().count(), 26, "{csv}");
+    assert!(mail.attachments[0].content_type.starts_with("text/csv"));
+
+    // The link works: its token's hash is the notification's.
+    let re = regex_lite::Regex::new(r"https://varsel\.example\.no/a/([0-9a-f]{64})").unwrap();
+    let token = re.captures(text).expect("the advisory link")[1].to_owned();
+    assert!(html.contains(&token));
+    let owner: Option<i64> = sqlx::query_scalar(
+        "SELECT notification_id FROM notification_tokens WHERE token_hash = sha256($1::bytea)",
+    )
+    .bind(token.as_bytes())
+    .fetch_optional(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(owner, n["id"].as_i64());
+    // The message id the server got is the one the timeline's delivery has.
+    let (_, list) = app
+        .get(
+            &format!("/api/v1/notifications/{}/deliveries", n["id"]),
+            &app.read,
+        )
+        .await;
+    assert_eq!(list[0]["message_id"].as_str(), mail.message_id.as_deref());
+    assert_eq!(list[0]["status"], "sent");
+    assert_eq!(list[0]["attempt_log"][0]["reply_code"], 250);
+}
