@@ -532,8 +532,11 @@ pub struct CampaignCounts {
     pub organisations: i64,
     /// Matching open findings no organisation owns yet (the triage queue).
     pub unattributed_findings: i64,
-    // Notification counts (drafted, sent, acknowledged, …) join these when
-    // notifications exist.
+    /// The campaign's notifications by status (`draft`, `approved`, `sent`,
+    /// `acknowledged`, `resolved`, `no_contact`, `expired`); absent ones
+    /// are 0.
+    #[schema(value_type = Object)]
+    pub notifications: std::collections::BTreeMap<String, i64>,
 }
 
 /// A text in both languages.

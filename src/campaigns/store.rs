@@ -873,14 +873,25 @@ pub async fn counts(conn: &mut PgConnection, id: i64) -> DomainResult<CampaignCo
               WHERE c.id = $1"
         ))
         .bind(id)
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await?;
-    // Notification counts (drafted, sent, opened, acknowledged) are added
-    // here once notifications exist, from their table by campaign_id.
+    let by_status: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM notifications WHERE campaign_id = $1 GROUP BY status",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    let mut notifications: std::collections::BTreeMap<String, i64> =
+        crate::notifications::model::NotificationStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_owned(), 0))
+            .collect();
+    notifications.extend(by_status);
     Ok(CampaignCounts {
         open_findings,
         organisations,
         unattributed_findings,
+        notifications,
     })
 }
 

@@ -256,10 +256,13 @@ pub async fn approve(
             .fetch_all(&mut *tx)
             .await?;
             if let Some(missing) = ids.iter().find(|id| !known.contains(id)) {
-                return Err(DomainError::invalid(
-                    "notification_ids",
-                    format!("notification {missing} is not one of campaign {campaign_id}'s"),
-                ));
+                // Well-formed, but not what is stored: a conflict.
+                return Err(DomainError::Conflict {
+                    field: Some("notification_ids".to_owned()),
+                    detail: format!(
+                        "notification {missing} is not one of campaign {campaign_id}'s"
+                    ),
+                });
             }
             Some(ids.clone())
         }

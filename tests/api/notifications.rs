@@ -316,6 +316,11 @@ async fn approval_mails_each_security_contact_once_in_its_language_with_a_privat
     assert_eq!(notification_of(&app, a).await["status"], "approved");
 
     assert_eq!(send_mail(&app).await, 2);
+    let (_, shown) = app
+        .get(&format!("/api/v1/campaigns/{campaign}"), &app.admin)
+        .await;
+    assert_eq!(shown["counts"]["notifications"]["sent"], 1, "{shown}");
+    assert_eq!(shown["counts"]["notifications"]["draft"], 0, "{shown}");
     let n = notification_of(&app, a).await;
     assert_eq!(n["status"], "sent");
     assert!(n["sent_at"].is_string());
@@ -929,4 +934,88 @@ async fn the_advisory_arrives_over_smtp_with_many_hosts_attached_and_a_working_l
     assert_eq!(list[0]["message_id"].as_str(), mail.message_id.as_deref());
     assert_eq!(list[0]["status"], "sent");
     assert_eq!(list[0]["attempt_log"][0]["reply_code"], 250);
+}
+
+#[tokio::test]
+async fn a_notification_whose_links_ran_out_is_expired_and_gets_no_more_reminders() {
+    let app = spawn_app().await;
+    let a = organisation(&app, "A", "192.0.2.0/24", &[("sec@a.no", "security", "nb")]).await;
+    push(&app, &[("192.0.2.1", "vulnerable")], MARCH_5).await;
+    let campaign =
+        active_campaign(&app, json!({ "link_valid_days": 2, "reminder_days": [3] })).await;
+    approve_all(&app, campaign).await;
+    send_mail(&app).await;
+    let n = notification_of(&app, a).await;
+    let id = n["id"].as_i64().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        n["link_expires_at"].as_str().unwrap().parse().unwrap();
+    let valid = expires - app.state.clock.now();
+    assert!(
+        valid > chrono::Duration::days(2) - chrono::Duration::minutes(1)
+            && valid <= chrono::Duration::days(2)
+    );
+
+    app.state
+        .clock
+        .advance(chrono::Duration::days(3) + chrono::Duration::minutes(10));
+    app.run_jobs().await;
+    assert_eq!(notification_of(&app, a).await["status"], "expired");
+    assert!(
+        deliveries(&app, id)
+            .await
+            .iter()
+            .all(|m| m.kind != "reminder")
+    );
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"expired".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn approving_needs_an_active_campaign_and_its_own_notifications() {
+    let app = spawn_app().await;
+    organisation(&app, "A", "192.0.2.0/24", &[("sec@a.no", "security", "nb")]).await;
+    push(&app, &[("192.0.2.1", "vulnerable")], MARCH_5).await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    let draft = varsel::campaigns::seed::seed(&mut conn, &Actor::Cli, app.state.clock.now(), false)
+        .await
+        .unwrap();
+    let (status, problem) = app
+        .post(
+            &format!("/api/v1/campaigns/{draft}/approve"),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let (status, _) = app
+        .post("/api/v1/campaigns/999999/approve", &app.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.post(
+        &format!("/api/v1/campaigns/{draft}/activate"),
+        &app.admin,
+        json!({}),
+    )
+    .await;
+    app.run_jobs().await;
+    let (status, problem) = app
+        .post(
+            &format!("/api/v1/campaigns/{draft}/approve"),
+            &app.admin,
+            json!({ "notification_ids": [424242] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["field"], "notification_ids");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/campaigns/{draft}/approve"),
+            &app.read,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
