@@ -82,7 +82,15 @@ async fn a_campaign_is_created_and_shown() {
     assert_eq!(shown["nb"]["title"], "Sårbare servere (nb)");
     assert_eq!(
         shown["counts"],
-        json!({ "open_findings": 0, "organisations": 0, "unattributed_findings": 0 })
+        json!({
+            "open_findings": 0,
+            "organisations": 0,
+            "unattributed_findings": 0,
+            "notifications": {
+                "draft": 0, "approved": 0, "no_contact": 0, "sent": 0,
+                "acknowledged": 0, "resolved": 0, "expired": 0,
+            },
+        })
     );
     assert_eq!(shown["updates"], json!([]));
     assert!(
