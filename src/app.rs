@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::attribution::routes::routes())
         .merge(crate::findings::routes::routes())
         .merge(crate::jobs::routes::routes())
+        .merge(crate::mail::routes::routes())
         .merge(crate::campaigns::routes())
         .merge(crate::notifications::routes::routes())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

@@ -791,6 +791,9 @@ pub struct AttemptInfo {
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeliveryInfo {
     pub id: i64,
+    /// The notification it belongs to; none for mail sent on no
+    /// notification's behalf.
+    pub notification_id: Option<i64>,
     pub kind: String,
     pub recipient: String,
     pub language: Option<String>,
@@ -809,23 +812,54 @@ pub struct DeliveryInfo {
     pub attempt_log: Vec<AttemptInfo>,
 }
 
+/// [`DeliveryInfo`]'s columns, of `deliveries d`.
+const DELIVERY_INFO: &str = "SELECT d.id, d.notification_id, d.kind, d.recipient, d.language,
+        d.message_id, d.subject, d.status, d.attempts, d.next_attempt_at, d.last_reply_code,
+        d.last_reply, d.created_at, d.sent_at, d.failed_at,
+        coalesce((SELECT json_agg(json_build_object(
+                          'attempt', a.attempt, 'started_at', a.started_at,
+                          'finished_at', a.finished_at, 'outcome', a.outcome,
+                          'reply_code', a.reply_code, 'reply', a.reply) ORDER BY a.attempt)
+                    FROM delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempt_log
+   FROM deliveries d";
+
 /// A notification's deliveries, oldest first.
 pub async fn for_notification(
     conn: &mut PgConnection,
     notification_id: i64,
 ) -> DomainResult<Vec<DeliveryInfo>> {
-    Ok(sqlx::query_as(
-        "SELECT d.id, d.kind, d.recipient, d.language, d.message_id, d.subject, d.status,
-                d.attempts, d.next_attempt_at, d.last_reply_code, d.last_reply, d.created_at,
-                d.sent_at, d.failed_at,
-                coalesce((SELECT json_agg(json_build_object(
-                                  'attempt', a.attempt, 'started_at', a.started_at,
-                                  'finished_at', a.finished_at, 'outcome', a.outcome,
-                                  'reply_code', a.reply_code, 'reply', a.reply) ORDER BY a.attempt)
-                            FROM delivery_attempts a WHERE a.delivery_id = d.id), '[]') AS attempt_log
-           FROM deliveries d WHERE d.notification_id = $1 ORDER BY d.id",
-    )
+    Ok(sqlx::query_as(&format!(
+        "{DELIVERY_INFO} WHERE d.notification_id = $1 ORDER BY d.id"
+    ))
     .bind(notification_id)
     .fetch_all(conn)
     .await?)
+}
+
+/// Deliveries by id after `after`, optionally in one status: a page of
+/// `limit` and one more, to tell whether more follow.
+pub async fn list(
+    conn: &mut PgConnection,
+    status: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> DomainResult<Vec<DeliveryInfo>> {
+    Ok(sqlx::query_as(&format!(
+        "{DELIVERY_INFO} WHERE ($1::text IS NULL OR d.status = $1) AND d.id > $2
+          ORDER BY d.id LIMIT $3"
+    ))
+    .bind(status)
+    .bind(after)
+    .bind(limit as i64 + 1)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One delivery.
+pub async fn fetch(conn: &mut PgConnection, id: i64) -> DomainResult<DeliveryInfo> {
+    sqlx::query_as(&format!("{DELIVERY_INFO} WHERE d.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| DomainError::not_found(format!("delivery {id}")))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use varsel::domain::{Actor, DomainError};
 use varsel::mail::outbox::{self, Finished, Outbox};
 use varsel::mail::transport::SendOutcome;
@@ -472,11 +472,42 @@ async fn outbox_5xx_fails_at_once_marks_the_contact_and_an_operator_retry_requeu
     app.state.clock.advance(chrono::Duration::days(1));
     assert_eq!(send_due(&app).await, 0);
 
-    // An operator retries it: queued, due now, audited.
-    let mut conn = app.pool.acquire().await.unwrap();
-    outbox::retry(&mut conn, &Actor::Cli, id, app.state.clock.now())
-        .await
-        .unwrap();
+    // An operator finds it among the failed ones, with the server's reply,
+    // and retries it: queued, due now, audited.
+    let (status, failed) = app
+        .get("/api/v1/deliveries?status=failed", &app.admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(
+        failed["items"].as_array().map(Vec::len),
+        Some(1),
+        "{failed}"
+    );
+    assert_eq!(failed["items"][0]["id"], id, "{failed}");
+    assert_eq!(failed["items"][0]["last_reply_code"], 550, "{failed}");
+    assert_eq!(failed["items"][0]["attempt_log"][0]["outcome"], "permanent");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/deliveries/{id}/retry"),
+            &app.read,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "retrying takes the admin scope"
+    );
+    let (status, retried) = app
+        .post(
+            &format!("/api/v1/deliveries/{id}/retry"),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["status"], "queued", "{retried}");
+    assert_eq!(retried["failed_at"], Value::Null, "{retried}");
     let row = delivery(&app, id).await;
     assert_eq!(row.status, "queued");
     assert!(row.failed_at.is_none());
@@ -489,15 +520,34 @@ async fn outbox_5xx_fails_at_once_marks_the_contact_and_an_operator_retry_requeu
     .unwrap();
     assert_eq!(audited, 1);
     // Only a failed one can be retried; an unknown one is not found.
-    let err = outbox::retry(&mut conn, &Actor::Cli, id, app.state.clock.now())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, DomainError::Conflict { .. }), "{err:?}");
-    let err = outbox::retry(&mut conn, &Actor::Cli, id + 1000, app.state.clock.now())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, DomainError::NotFound(_)), "{err:?}");
-    drop(conn);
+    let (status, problem) = app
+        .post(
+            &format!("/api/v1/deliveries/{id}/retry"),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is queued"),
+        "{problem}"
+    );
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/deliveries/{}/retry", id + 1000),
+            &app.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, queued) = app
+        .get("/api/v1/deliveries?status=queued", &app.admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{queued}");
+    assert_eq!(queued["items"][0]["id"], id, "{queued}");
 
     assert_eq!(send_due(&app).await, 1);
     let row = delivery(&app, id).await;
