@@ -6,7 +6,7 @@
 //! notification, so two runs cannot both decide.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use sqlx::{Connection, PgConnection};
 
 use super::model::MailKind;
 use super::recipients::{self, Recipient};
@@ -96,101 +96,22 @@ pub async fn queue_letter(
     letter: &Letter<'_>,
     to: &[Recipient],
 ) -> DomainResult<Vec<i64>> {
-    let kind = letter.kind.as_str();
-    let expires = sender.now + Duration::days(i64::from(campaign.link_valid_days));
     let mut queued = Vec::new();
     let mut addresses = Vec::new();
-    let secret = sender.state.settings.link_secret();
     for r in to {
-        let key = format!(
-            "{kind}:{}:{}:{}",
-            target.id,
-            letter.occasion,
-            r.email.to_lowercase()
-        );
-        if already_queued(&mut *tx, &key).await? {
-            continue;
-        }
-        let token_id = tokens::issue(&mut *tx, &secret, target.id, sender.now, expires).await?;
-        // The token itself goes in as the outbox sends the mail.
-        let url = format!(
-            "{}/a/{}",
-            sender.state.settings.public_base_url.trim_end_matches('/'),
-            tokens::PLACEHOLDER
-        );
-        let mail = render::render(&MailInput {
-            kind: letter.kind,
-            language: r.language,
-            campaign,
-            updates: letter.updates,
-            ticket: &target.ticket,
-            copy_for: None,
-            link: Some((&url, expires)),
-            hosts: letter.hosts,
-        })?;
-        let outgoing = OutgoingMail {
-            notification_id: Some(target.id),
-            link_token_id: Some(token_id),
-            contact_id: Some(r.contact_id),
-            kind: delivery_kind(letter.kind),
-            dedupe_key: key,
-            to: r.email.clone(),
-            to_name: r.name.clone(),
-            language: Some(r.language.code().to_owned()),
-            subject: mail.subject,
-            text: mail.text,
-            html: mail.html,
-            attachments: mail.attachments,
-        };
-        match outbox::enqueue(&mut *tx, &sender.state.mailer, &outgoing, sender.now).await? {
-            Some(id) => {
-                queued.push(id);
-                addresses.push(r.email.clone());
-            }
-            // Queued meanwhile by another run: its link is not needed.
-            None => tokens::discard(&mut *tx, token_id).await?,
+        if let Some(id) = queue_one(&mut *tx, sender, target, campaign, letter, r, None).await? {
+            queued.push(id);
+            addresses.push(r.email.clone());
         }
     }
     if campaign.copy_sector_teams {
         if let Some((team, team_to)) =
             recipients::sector_team(&mut *tx, target.organisation_id).await?
         {
+            let copy_for = Some(target.organisation_name.as_str());
             for r in &team_to {
-                let key = format!(
-                    "copy:{kind}:{}:{}:{}",
-                    target.id,
-                    letter.occasion,
-                    r.email.to_lowercase()
-                );
-                if already_queued(&mut *tx, &key).await? {
-                    continue;
-                }
-                let mail = render::render(&MailInput {
-                    kind: letter.kind,
-                    language: r.language,
-                    campaign,
-                    updates: letter.updates,
-                    ticket: &target.ticket,
-                    copy_for: Some(&target.organisation_name),
-                    link: None,
-                    hosts: letter.hosts,
-                })?;
-                let outgoing = OutgoingMail {
-                    notification_id: Some(target.id),
-                    link_token_id: None,
-                    contact_id: Some(r.contact_id),
-                    kind: DeliveryKind::Copy,
-                    dedupe_key: key,
-                    to: r.email.clone(),
-                    to_name: r.name.clone(),
-                    language: Some(r.language.code().to_owned()),
-                    subject: mail.subject,
-                    text: mail.text,
-                    html: mail.html,
-                    attachments: mail.attachments,
-                };
                 if let Some(id) =
-                    outbox::enqueue(&mut *tx, &sender.state.mailer, &outgoing, sender.now).await?
+                    queue_one(&mut *tx, sender, target, campaign, letter, r, copy_for).await?
                 {
                     queued.push(id);
                     addresses.push(format!("{} (copy, sector team {team})", r.email));
@@ -206,7 +127,7 @@ pub async fn queue_letter(
             "mail_queued",
             sender.actor,
             serde_json::json!({
-                "mail": kind,
+                "mail": letter.kind.as_str(),
                 "occasion": letter.occasion,
                 "deliveries": queued,
                 "recipients": addresses,
@@ -215,6 +136,96 @@ pub async fn queue_letter(
         .await?;
     }
     Ok(queued)
+}
+
+/// One recipient's mail, rendered in their language: with a link of its
+/// own, or, as a sector team's copy (`copy_for` the organisation's name),
+/// without. None when it was queued before.
+async fn queue_one(
+    tx: &mut PgConnection,
+    sender: &Sender<'_>,
+    target: &Target,
+    campaign: &Campaign,
+    letter: &Letter<'_>,
+    r: &Recipient,
+    copy_for: Option<&str>,
+) -> DomainResult<Option<i64>> {
+    let kind = letter.kind.as_str();
+    let prefix = if copy_for.is_some() { "copy:" } else { "" };
+    let key = format!(
+        "{prefix}{kind}:{}:{}:{}",
+        target.id,
+        letter.occasion,
+        r.email.to_lowercase()
+    );
+    if already_queued(&mut *tx, &key).await? {
+        return Ok(None);
+    }
+    let expires = sender.now + Duration::days(i64::from(campaign.link_valid_days));
+    let token_id = match copy_for {
+        Some(_) => None,
+        None => {
+            let secret = sender.state.settings.link_secret();
+            Some(tokens::issue(&mut *tx, &secret, target.id, sender.now, expires).await?)
+        }
+    };
+    // The token itself goes in as the outbox sends the mail.
+    let url = format!(
+        "{}/a/{}",
+        sender.state.settings.public_base_url.trim_end_matches('/'),
+        tokens::PLACEHOLDER
+    );
+    let mail = render::render(&MailInput {
+        kind: letter.kind,
+        language: r.language,
+        campaign,
+        updates: letter.updates,
+        ticket: &target.ticket,
+        copy_for,
+        link: token_id.map(|_| (url.as_str(), expires)),
+        hosts: letter.hosts,
+    })?;
+    let outgoing = OutgoingMail {
+        notification_id: Some(target.id),
+        link_token_id: token_id,
+        contact_id: Some(r.contact_id),
+        kind: match copy_for {
+            Some(_) => DeliveryKind::Copy,
+            None => delivery_kind(letter.kind),
+        },
+        dedupe_key: key,
+        to: r.email.clone(),
+        to_name: r.name.clone(),
+        language: Some(r.language.code().to_owned()),
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        attachments: mail.attachments,
+    };
+    let id = match outbox::enqueue(&mut *tx, &sender.state.mailer, &outgoing, sender.now).await {
+        Ok(id) => id,
+        // An address the registry took but no mail server would: skipped
+        // and told on the timeline, so it holds up nobody else's mail.
+        Err(DomainError::Invalid { field, detail }) if field == "to" => {
+            store::record(
+                &mut *tx,
+                &[target.id],
+                sender.now,
+                "recipient_unusable",
+                sender.actor,
+                serde_json::json!({ "contact_id": r.contact_id, "reason": detail }),
+            )
+            .await?;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let (None, Some(token_id)) = (id, token_id) {
+        // Not sent after all (queued meanwhile by another run, or
+        // unusable): its link is not needed.
+        tokens::discard(&mut *tx, token_id).await?;
+    }
+    Ok(id)
 }
 
 /// Which drafts to approve.
@@ -323,37 +334,46 @@ pub async fn mail_approved(state: &AppState, campaign_id: i64) -> anyhow::Result
             return Ok(());
         };
         after = last;
-        for id in ids {
-            mail_initial(state, &campaign, &updates, id).await?;
+        for chunk in ids.chunks(MAIL_BATCH) {
+            let sender = Sender {
+                state,
+                now: state.clock.now(),
+                actor: &Actor::System,
+            };
+            let mut tx = state.pool.begin().await?;
+            for &id in chunk {
+                mail_initial(&mut tx, &sender, &campaign, &updates, id).await?;
+            }
+            tx.commit().await?;
         }
     }
 }
 
+/// Notifications whose advisories are written in one transaction: one
+/// commit per notification would bound a campaign of tens of thousands to
+/// the disk's flush rate, while a batch holds its notifications' locks for
+/// well under a second.
+const MAIL_BATCH: usize = 100;
+
 async fn mail_initial(
-    state: &AppState,
+    tx: &mut PgConnection,
+    sender: &Sender<'_>,
     campaign: &Campaign,
     updates: &[CampaignUpdate],
     id: i64,
 ) -> anyhow::Result<()> {
-    let sender = Sender {
-        state,
-        now: state.clock.now(),
-        actor: &Actor::System,
-    };
-    let mut tx = state.pool.begin().await?;
-    let Some(target) = lock(&mut tx, id).await? else {
+    let Some(target) = lock(&mut *tx, id).await? else {
         return Ok(());
     };
     if target.status != "approved" || target.mailed_at.is_some() {
         return Ok(());
     }
-    let to = recipients::of_organisation(&mut tx, target.organisation_id).await?;
+    let to = recipients::of_organisation(&mut *tx, target.organisation_id).await?;
     if to.is_empty() {
-        set_status(&mut tx, &sender, id, "no_contact", serde_json::json!({})).await?;
-        tx.commit().await?;
+        set_status(&mut *tx, sender, id, "no_contact", serde_json::json!({})).await?;
         return Ok(());
     }
-    let hosts = store::hosts(&mut tx, id, false).await?;
+    let hosts = store::hosts(&mut *tx, id, false).await?;
     if hosts.is_empty() {
         // Resolved between drafting and approval: nothing to tell.
         return Ok(());
@@ -364,14 +384,20 @@ async fn mail_initial(
         hosts: &hosts,
         updates,
     };
-    queue_letter(&mut tx, &sender, &target, campaign, &letter, &to).await?;
+    if queue_letter(&mut *tx, sender, &target, campaign, &letter, &to)
+        .await?
+        .is_empty()
+    {
+        // Not one address a mail server would take.
+        set_status(&mut *tx, sender, id, "no_contact", serde_json::json!({})).await?;
+        return Ok(());
+    }
     sqlx::query("UPDATE notifications SET mailed_at = $2 WHERE id = $1")
         .bind(id)
         .bind(sender.now)
         .execute(&mut *tx)
         .await?;
-    mark_mailed(&mut tx, id, &hosts, sender.now).await?;
-    tx.commit().await?;
+    mark_mailed(&mut *tx, id, &hosts, sender.now).await?;
     Ok(())
 }
 
@@ -405,7 +431,7 @@ async fn mark_mailed(
 }
 
 async fn set_status(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     sender: &Sender<'_>,
     id: i64,
     status: &str,
@@ -414,9 +440,9 @@ async fn set_status(
     sqlx::query("UPDATE notifications SET status = $2 WHERE id = $1")
         .bind(id)
         .bind(status)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
-    store::record(&mut *tx, &[id], sender.now, status, sender.actor, detail).await
+    store::record(conn, &[id], sender.now, status, sender.actor, detail).await
 }
 
 /// The periodic sweep: a reminder for every sent notification whose next
@@ -430,17 +456,18 @@ pub async fn send_reminders(state: &AppState) -> anyhow::Result<()> {
         actor: &Actor::System,
     };
     let mut conn = state.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
     let expired: Vec<i64> = sqlx::query_scalar(
         "UPDATE notifications SET status = 'expired'
           WHERE status IN ('approved', 'sent', 'acknowledged') AND link_expires_at < $1
          RETURNING id",
     )
     .bind(now)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await?;
     if !expired.is_empty() {
         store::record(
-            &mut conn,
+            &mut tx,
             &expired,
             now,
             "expired",
@@ -449,6 +476,7 @@ pub async fn send_reminders(state: &AppState) -> anyhow::Result<()> {
         )
         .await?;
     }
+    tx.commit().await?;
     let due: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT n.id, n.campaign_id FROM notifications n JOIN campaigns c ON c.id = n.campaign_id
           WHERE c.status = 'active' AND n.status = 'sent'
@@ -460,59 +488,72 @@ pub async fn send_reminders(state: &AppState) -> anyhow::Result<()> {
     .fetch_all(&mut *conn)
     .await?;
     let mut campaign: Option<(Campaign, Vec<CampaignUpdate>)> = None;
-    for (id, campaign_id) in due {
-        if campaign.as_ref().is_none_or(|(c, _)| c.id != campaign_id) {
-            let c = crate::campaigns::store::fetch(&mut conn, campaign_id).await?;
-            let u = crate::campaigns::store::updates(&mut conn, campaign_id).await?;
-            campaign = Some((c, u));
-        }
-        let Some((c, updates)) = &campaign else {
-            continue;
-        };
+    for chunk in due.chunks(MAIL_BATCH) {
         let mut tx = state.pool.begin().await?;
-        let Some(target) = lock(&mut tx, id).await? else {
-            continue;
-        };
-        let Some(mailed_at) = target.mailed_at else {
-            continue;
-        };
-        // However many reminder days passed unswept, one reminder, for the
-        // latest of them.
-        let due_count = c
-            .reminder_days
-            .iter()
-            .filter(|d| mailed_at + Duration::days(i64::from(**d)) <= now)
-            .count() as i32;
-        if target.status != "sent" || due_count <= target.reminders_sent {
-            continue;
+        for &(id, campaign_id) in chunk {
+            if campaign.as_ref().is_none_or(|(c, _)| c.id != campaign_id) {
+                let c = crate::campaigns::store::fetch(&mut tx, campaign_id).await?;
+                let u = crate::campaigns::store::updates(&mut tx, campaign_id).await?;
+                campaign = Some((c, u));
+            }
+            if let Some((c, updates)) = &campaign {
+                remind(&mut tx, &sender, c, updates, id).await?;
+            }
         }
-        let hosts = store::hosts(&mut tx, id, false).await?;
-        let to = recipients::of_organisation(&mut tx, target.organisation_id).await?;
-        if !hosts.is_empty() && !to.is_empty() {
-            let letter = Letter {
-                kind: MailKind::Reminder,
-                occasion: format!("r{due_count}"),
-                hosts: &hosts,
-                updates,
-            };
-            queue_letter(&mut tx, &sender, &target, c, &letter, &to).await?;
-        }
-        sqlx::query("UPDATE notifications SET reminders_sent = $2 WHERE id = $1")
-            .bind(id)
-            .bind(due_count)
-            .execute(&mut *tx)
-            .await?;
-        store::record(
-            &mut tx,
-            &[id],
-            now,
-            "reminder",
-            &Actor::System,
-            serde_json::json!({ "number": due_count }),
-        )
-        .await?;
         tx.commit().await?;
     }
+    Ok(())
+}
+
+/// One notification's reminder, if it is still due once locked.
+async fn remind(
+    tx: &mut PgConnection,
+    sender: &Sender<'_>,
+    campaign: &Campaign,
+    updates: &[CampaignUpdate],
+    id: i64,
+) -> anyhow::Result<()> {
+    let Some(target) = lock(&mut *tx, id).await? else {
+        return Ok(());
+    };
+    let Some(mailed_at) = target.mailed_at else {
+        return Ok(());
+    };
+    // However many reminder days passed unswept, one reminder, for the
+    // latest of them.
+    let due_count = campaign
+        .reminder_days
+        .iter()
+        .filter(|d| mailed_at + Duration::days(i64::from(**d)) <= sender.now)
+        .count() as i32;
+    if target.status != "sent" || due_count <= target.reminders_sent {
+        return Ok(());
+    }
+    let hosts = store::hosts(&mut *tx, id, false).await?;
+    let to = recipients::of_organisation(&mut *tx, target.organisation_id).await?;
+    if !hosts.is_empty() && !to.is_empty() {
+        let letter = Letter {
+            kind: MailKind::Reminder,
+            occasion: format!("r{due_count}"),
+            hosts: &hosts,
+            updates,
+        };
+        queue_letter(&mut *tx, sender, &target, campaign, &letter, &to).await?;
+    }
+    sqlx::query("UPDATE notifications SET reminders_sent = $2 WHERE id = $1")
+        .bind(id)
+        .bind(due_count)
+        .execute(&mut *tx)
+        .await?;
+    store::record(
+        &mut *tx,
+        &[id],
+        sender.now,
+        "reminder",
+        sender.actor,
+        serde_json::json!({ "number": due_count }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -545,30 +586,32 @@ pub async fn send_update(state: &AppState, update_id: i64) -> anyhow::Result<()>
     .bind(campaign_id)
     .fetch_all(&mut *conn)
     .await?;
-    for id in ids {
+    for chunk in ids.chunks(MAIL_BATCH) {
         let mut tx = state.pool.begin().await?;
-        let Some(target) = lock(&mut tx, id).await? else {
-            continue;
-        };
-        let hosts = store::hosts(&mut tx, id, false).await?;
-        let to = recipients::of_organisation(&mut tx, target.organisation_id).await?;
-        let letter = Letter {
-            kind: MailKind::Update,
-            occasion: format!("u{update_id}"),
-            hosts: &hosts,
-            updates: &update,
-        };
-        let queued = queue_letter(&mut tx, &sender, &target, &campaign, &letter, &to).await?;
-        if !queued.is_empty() {
-            store::record(
-                &mut tx,
-                &[id],
-                now,
-                "update",
-                &Actor::System,
-                serde_json::json!({ "update_id": update_id }),
-            )
-            .await?;
+        for &id in chunk {
+            let Some(target) = lock(&mut tx, id).await? else {
+                continue;
+            };
+            let hosts = store::hosts(&mut tx, id, false).await?;
+            let to = recipients::of_organisation(&mut tx, target.organisation_id).await?;
+            let letter = Letter {
+                kind: MailKind::Update,
+                occasion: format!("u{update_id}"),
+                hosts: &hosts,
+                updates: &update,
+            };
+            let queued = queue_letter(&mut tx, &sender, &target, &campaign, &letter, &to).await?;
+            if !queued.is_empty() {
+                store::record(
+                    &mut tx,
+                    &[id],
+                    now,
+                    "update",
+                    &Actor::System,
+                    serde_json::json!({ "update_id": update_id }),
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
     }

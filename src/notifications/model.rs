@@ -89,6 +89,7 @@ pub struct TimelineEvent {
     pub id: i64,
     pub at: DateTime<Utc>,
     /// `drafted`, `findings_added`, `approved`, `no_contact`, `mail_queued`,
+    /// `recipient_unusable` (an address no mail server would take),
     /// `delivered`, `delivery_failed`, `reminder`, `update`, `followup`,
     /// `realert`, `resolved`, `reopened`, `closing`, `expired`.
     pub kind: String,

@@ -409,6 +409,67 @@ async fn without_a_usable_contact_a_notification_waits_in_the_no_contact_queue()
 }
 
 #[tokio::test]
+async fn an_address_no_mail_server_takes_is_skipped_and_holds_up_nobody() {
+    let app = spawn_app().await;
+    // The registry checks an address's shape loosely; these two pass it
+    // but are no RFC 5322 address.
+    let a = organisation(
+        &app,
+        "A",
+        "192.0.2.0/24",
+        &[
+            ("post(at)a.no@a.no", "security", "nb"),
+            ("sikkerhet@a.no", "security", "nb"),
+        ],
+    )
+    .await;
+    let b = organisation(
+        &app,
+        "B",
+        "198.51.100.0/24",
+        &[("drift(at)b.no@b.no", "security", "nb")],
+    )
+    .await;
+    push(
+        &app,
+        &[("192.0.2.1", "vulnerable"), ("198.51.100.1", "vulnerable")],
+        MARCH_5,
+    )
+    .await;
+    let campaign = active_campaign(&app, json!({})).await;
+    approve_all(&app, campaign).await;
+
+    let na = notification_of(&app, a).await;
+    let id = na["id"].as_i64().unwrap();
+    let mails = deliveries(&app, id).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].recipient, "sikkerhet@a.no");
+    assert_eq!(na["status"], "approved");
+    let kinds = timeline_kinds(&app, id).await;
+    assert!(
+        kinds.contains(&"recipient_unusable".to_owned()),
+        "{kinds:?}"
+    );
+    // Its link was never issued: one link, for the one mail.
+    let links: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notification_tokens WHERE notification_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(links, 1);
+
+    // B has no address at all that would do: the no-contact queue.
+    let nb = notification_of(&app, b).await;
+    assert_eq!(nb["status"], "no_contact", "{nb}");
+    assert!(
+        deliveries(&app, nb["id"].as_i64().unwrap())
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_sector_response_team_gets_a_copy_without_the_link() {
     let app = spawn_app().await;
     let a = organisation(
