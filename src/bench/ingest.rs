@@ -25,7 +25,7 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn batches(data: &Path, batch: usize) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
+pub(super) fn batches(data: &Path, batch: usize) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
     let path = data.join("observations.ndjson");
     let file =
         std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -50,12 +50,12 @@ fn batches(data: &Path, batch: usize) -> anyhow::Result<(Vec<Vec<u8>>, usize)> {
     Ok((out, lines))
 }
 
-struct Server {
-    child: tokio::process::Child,
-    base: String,
+pub(super) struct Server {
+    pub(super) child: tokio::process::Child,
+    pub(super) base: String,
 }
 
-async fn start_server(settings: &Settings) -> anyhow::Result<Server> {
+pub(super) async fn start_server(settings: &Settings) -> anyhow::Result<Server> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -91,7 +91,7 @@ async fn start_server(settings: &Settings) -> anyhow::Result<Server> {
 }
 
 /// Pushes every body, `parallel` requests in flight at a time.
-async fn push_all(
+pub(super) async fn push_all(
     http: &reqwest::Client,
     base: &str,
     token: &str,

@@ -5,6 +5,7 @@
 
 mod attribution;
 pub mod dataset;
+mod drafting;
 mod ingest;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         chunk_rows: usize,
     },
+    /// The ProxyLogon campaign over the data set: drafting its
+    /// notifications, approving them all and writing their advisories to
+    /// the outbox.
+    Drafting {
+        #[arg(long)]
+        data: PathBuf,
+        /// Observation lines per ingest request.
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
+    },
 }
 
 pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -67,6 +78,7 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
             };
             ingest::run(settings, &data, batch, parallel).await
         }
+        BenchCommand::Drafting { data, batch } => drafting::run(settings, &data, batch).await,
     }
 }
 
