@@ -5,10 +5,12 @@
 //! held while talking to the server, a dead worker's messages are taken
 //! over) and retried with backoff. [`message`] turns a stored delivery into
 //! the MIME message (headers, parts, DKIM); [`transport`] hands it to an
-//! SMTP server or, when none is configured, writes it to a folder.
+//! SMTP server (over [`smtp_pool`]'s connections) or, when none is
+//! configured, writes it to a folder.
 
 pub mod message;
 pub mod outbox;
+pub mod smtp_pool;
 pub mod transport;
 
 use serde::{Deserialize, Serialize};
