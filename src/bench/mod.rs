@@ -7,6 +7,7 @@ mod attribution;
 pub mod dataset;
 mod drafting;
 mod ingest;
+mod outbox;
 
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         batch: usize,
     },
+    /// Sends N rendered advisories through the outbox to an SMTP server,
+    /// then the same messages with bare loops (lettre's stock pooled
+    /// transport, and the outbox's TCP_NODELAY pool) against the same server.
+    Outbox {
+        /// The SMTP server, e.g. `smtp://127.0.0.1:2525` (aiosmtpd's Sink).
+        #[arg(long)]
+        smtp: String,
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Sends in flight per worker (VARSEL_MAIL_CONCURRENCY); default:
+        /// the configured one.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
 }
 
 pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -79,6 +94,11 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
             ingest::run(settings, &data, batch, parallel).await
         }
         BenchCommand::Drafting { data, batch } => drafting::run(settings, &data, batch).await,
+        BenchCommand::Outbox {
+            smtp,
+            messages,
+            concurrency,
+        } => outbox::run(settings, &smtp, messages, concurrency).await,
     }
 }
 

@@ -5,12 +5,14 @@
 //! held while talking to the server, a dead worker's messages are taken
 //! over) and retried with backoff. [`message`] turns a stored delivery into
 //! the MIME message (headers, parts, DKIM); [`transport`] hands it to an
-//! SMTP server or, when none is configured, writes it to a folder;
-//! [`routes`] shows operators the outbox and retries what failed.
+//! SMTP server (over [`smtp_pool`]'s connections) or, when none is
+//! configured, writes it to a folder; [`routes`] shows operators the outbox
+//! and retries what failed.
 
 pub mod message;
 pub mod outbox;
 pub mod routes;
+pub mod smtp_pool;
 pub mod transport;
 
 use serde::{Deserialize, Serialize};

@@ -1,14 +1,15 @@
-//! Where messages go: an SMTP server (lettre's pooled async transport, from
-//! the `smtp_url` setting) or, when none is configured, a folder of `.eml`
-//! files (`mail_dir`), so a fresh install never mails anyone by accident.
+//! Where messages go: an SMTP server (the `smtp_url` setting; lettre's
+//! connections in our own pool, [`super::smtp_pool`], which says why) or,
+//! when none is configured, a folder of `.eml` files (`mail_dir`), so a
+//! fresh install never mails anyone by accident.
 //! Every answer is classified as the outbox needs it: sent, transient (try
 //! again later) or permanent (give up).
 
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::smtp_pool::{SendError, SmtpPool, SmtpServerConfig};
 use crate::config::Settings;
 
 /// What the server said to one message.
@@ -52,7 +53,7 @@ impl SendOutcome {
 
 pub enum Transport {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        pool: SmtpPool,
         /// The URL without credentials, for logs.
         described: String,
     },
@@ -68,24 +69,17 @@ impl Transport {
             Some(url) => {
                 let described = redacted(url.expose());
                 let timeout = Duration::from_secs(settings.smtp_timeout_seconds.max(1));
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-                    .map_err(|e| anyhow::anyhow!("VARSEL_SMTP_URL ({described}): {e}"))?
-                    .timeout(Some(timeout))
-                    .pool_config(
-                        PoolConfig::new()
-                            // Idle connections kept: one per message in
-                            // flight; the outbox bounds how many that is.
-                            .max_size(
-                                (settings.mail_concurrency.max(1) * settings.outbox_workers.max(1))
-                                    as u32,
-                            )
-                            .idle_timeout(Duration::from_secs(60)),
-                    )
-                    .build();
-                Ok(Transport::Smtp {
-                    transport,
-                    described,
-                })
+                let server = SmtpServerConfig::from_url(url.expose())
+                    .map_err(|e| anyhow::anyhow!("VARSEL_SMTP_URL ({described}): {e}"))?;
+                let pool = SmtpPool::new(
+                    server,
+                    timeout,
+                    // Idle connections kept: one per message in flight; the
+                    // outbox bounds how many that is.
+                    settings.mail_concurrency.max(1) * settings.outbox_workers.max(1),
+                    Duration::from_secs(60),
+                );
+                Ok(Transport::Smtp { pool, described })
             }
             None => {
                 let dir = settings.mail_dir.clone();
@@ -110,13 +104,24 @@ impl Transport {
 
     pub async fn send(&self, message: Message) -> SendOutcome {
         match self {
-            Transport::Smtp { transport, .. } => match transport.send(message).await {
-                Ok(response) => SendOutcome::Sent {
-                    code: Some(u16::from(response.code())),
-                    reply: response.message().collect::<Vec<_>>().join(" "),
-                },
-                Err(e) => classify(&e),
-            },
+            Transport::Smtp { pool, .. } => {
+                let raw = message.formatted();
+                match pool.send(message.envelope(), &raw).await {
+                    Ok(response) => SendOutcome::Sent {
+                        code: Some(u16::from(response.code())),
+                        reply: response.message().collect::<Vec<_>>().join(" "),
+                    },
+                    Err(SendError::Smtp(e)) => classify(&e),
+                    // No server to answer, or one that stopped answering:
+                    // it may well pass later.
+                    Err(e @ (SendError::Connect(_) | SendError::Timeout { .. })) => {
+                        SendOutcome::Transient {
+                            code: None,
+                            reply: e.to_string(),
+                        }
+                    }
+                }
+            }
             Transport::File { transport, dir } => match transport.send(message).await {
                 Ok(id) => SendOutcome::Sent {
                     code: None,

@@ -1036,3 +1036,67 @@ async fn outbox_bad_dkim_configuration_is_a_startup_error() {
     let err = Mailer::from_settings(&settings).err().expect("refused");
     assert!(err.to_string().contains("VARSEL_MAIL_FROM"), "{err}");
 }
+
+#[tokio::test]
+async fn outbox_a_pooled_connection_the_server_closed_is_replaced_and_the_next_mail_arrives_once() {
+    // The server says 421 and hangs up 0.1 s after every message, as one
+    // does at its idle timeout: the connection the pool kept is dead.
+    let server = SmtpServer::start_with(None, &["--hang-up"]).await;
+    let app = app_for(&server.url()).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            enqueue(
+                &app,
+                &mail(&format!("m{i}@eksempel.no"), &format!("hang-up-{i}")),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(send_due(&app).await, 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let got = server.messages();
+    assert_eq!(got.len(), 3, "each mail arrived once");
+    for &id in &ids {
+        let row = delivery(&app, id).await;
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
+        let timeline = attempts(&app, id).await;
+        assert_eq!(timeline.len(), 1);
+        assert_eq!(timeline[0].1.as_deref(), Some("sent"));
+    }
+}
+
+#[tokio::test]
+async fn outbox_a_server_that_stalls_mid_send_is_a_transient_failure_within_the_timeout() {
+    // DATA takes 5 s; the timeout is 1 s. lettre itself would wait.
+    let server = SmtpServer::start_with(None, &["--slow", "5"]).await;
+    let url = server.url();
+    let app = spawn_app_with(move |s| {
+        s.smtp_url = Some(varsel::config::Secret::new(url));
+        s.outbox_workers = 0;
+        s.smtp_timeout_seconds = 1;
+    })
+    .await;
+    let id = enqueue(&app, &mail("slow-stall@eksempel.no", "stall"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(send_due(&app).await, 1);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    let row = delivery(&app, id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("queued", 1));
+    assert_eq!(row.last_reply_code, None);
+    let reply = row.last_reply.unwrap_or_default();
+    assert!(reply.contains("timed out"), "{reply}");
+    let timeline = attempts(&app, id).await;
+    assert_eq!(timeline[0].1.as_deref(), Some("transient"));
+
+    // A healthy mail right after goes out on a fresh connection.
+    let quick = enqueue(&app, &mail("quick@eksempel.no", "after-stall"))
+        .await
+        .unwrap();
+    assert_eq!(send_due(&app).await, 1);
+    assert_eq!(delivery(&app, quick).await.status, "sent");
+}

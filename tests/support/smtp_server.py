@@ -2,14 +2,17 @@
 """A real SMTP server on loopback for the outbox tests and bench (aiosmtpd,
 Debian's python3-aiosmtpd: run it with /usr/bin/python3).
 
-    smtp_server.py --dir DIR [--port N] [--slow SECONDS] [--discard]
+    smtp_server.py --dir DIR [--port N] [--slow SECONDS] [--discard] [--hang-up]
 
 Listens on 127.0.0.1 (port 0: one the kernel picks) and prints `PORT <n>`
 on standard output once it accepts connections. Every accepted message is
 written as DIR/<n>.eml (n counts on from the files already there, so a
 restart on the same folder keeps them), with DIR/<n>.json holding the
 envelope (mail_from, rcpt_tos); the .eml appears last and whole. With
---discard nothing is written (for benchmarks), only counted.
+--discard nothing is written (for benchmarks), only counted. With --hang-up
+the server says `421` and closes the connection 0.1 s after each accepted
+message, as a server does at its idle timeout (a client's pooled connection
+is then dead).
 
 What it answers depends on the recipient's local part:
   tempfail-N-...@  451 4.3.0 try again later, to the first N attempts for
@@ -35,7 +38,8 @@ TEMPFAIL = re.compile(r"^tempfail-(\d+)-", re.IGNORECASE)
 
 
 class Handler:
-    def __init__(self, folder, slow, discard):
+    def __init__(self, folder, slow, discard, hang_up=False):
+        self.hang_up = hang_up
         self.folder = folder
         self.slow = slow
         self.discard = discard
@@ -75,6 +79,15 @@ class Handler:
             with open(base + ".eml.part", "wb") as f:
                 f.write(envelope.original_content or envelope.content)
             os.rename(base + ".eml.part", base + ".eml")
+        if self.hang_up:
+            transport = server.transport
+
+            def hang_up():
+                if not transport.is_closing():
+                    transport.write(b"421 4.4.2 varsel-test-smtp closing the connection\r\n")
+                    transport.close()
+
+            asyncio.get_running_loop().call_later(0.1, hang_up)
         return f"250 2.0.0 Ok: queued as {n}"
 
 
@@ -84,12 +97,13 @@ async def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--slow", type=float, default=3.0)
     parser.add_argument("--discard", action="store_true")
+    parser.add_argument("--hang-up", action="store_true")
     args = parser.parse_args()
     if not args.discard and not args.dir:
         parser.error("--dir is needed unless --discard")
     if args.dir:
         os.makedirs(args.dir, exist_ok=True)
-    handler = Handler(args.dir, args.slow, args.discard)
+    handler = Handler(args.dir, args.slow, args.discard, args.hang_up)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="varsel-test-smtp", data_size_limit=64 * 1024 * 1024),
