@@ -26,18 +26,17 @@ pub use transport::Transport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryKind {
-    /// The first advisory to a contact about a finding.
+    /// The advisory itself; the others as `notifications::model::MailKind`
+    /// says.
     Initial,
     Reminder,
     Update,
     Followup,
-    /// The same problem seen again after it was closed.
     Realert,
     Closing,
-    /// A copy to the centre's own desk.
+    /// A sector response team's copy of one of the above (without the
+    /// link).
     Copy,
-    /// A test message from an operator.
-    Test,
 }
 
 impl DeliveryKind {
@@ -50,7 +49,6 @@ impl DeliveryKind {
             DeliveryKind::Realert => "realert",
             DeliveryKind::Closing => "closing",
             DeliveryKind::Copy => "copy",
-            DeliveryKind::Test => "test",
         }
     }
 }

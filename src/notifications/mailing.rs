@@ -67,6 +67,17 @@ pub struct Sender<'a> {
     pub actor: &'a Actor,
 }
 
+impl<'a> Sender<'a> {
+    /// A job's decision, taken now.
+    pub fn system(state: &'a AppState) -> Self {
+        Self {
+            state,
+            now: state.clock.now(),
+            actor: &Actor::System,
+        }
+    }
+}
+
 fn delivery_kind(kind: MailKind) -> DeliveryKind {
     match kind {
         MailKind::Initial => DeliveryKind::Initial,
@@ -335,11 +346,7 @@ pub async fn mail_approved(state: &AppState, campaign_id: i64) -> anyhow::Result
         };
         after = last;
         for chunk in ids.chunks(MAIL_BATCH) {
-            let sender = Sender {
-                state,
-                now: state.clock.now(),
-                actor: &Actor::System,
-            };
+            let sender = Sender::system(state);
             let mut tx = state.pool.begin().await?;
             for &id in chunk {
                 mail_initial(&mut tx, &sender, &campaign, &updates, id).await?;
@@ -449,12 +456,8 @@ async fn set_status(
 /// reminder day has come while its findings stay open and nobody
 /// acknowledged; and links that ran out mark their notification expired.
 pub async fn send_reminders(state: &AppState) -> anyhow::Result<()> {
-    let now = state.clock.now();
-    let sender = Sender {
-        state,
-        now,
-        actor: &Actor::System,
-    };
+    let sender = Sender::system(state);
+    let now = sender.now;
     let mut conn = state.pool.acquire().await?;
     let mut tx = conn.begin().await?;
     let expired: Vec<i64> = sqlx::query_scalar(
@@ -560,12 +563,8 @@ async fn remind(
 /// The job after a campaign update is posted: the update to every
 /// organisation already mailed.
 pub async fn send_update(state: &AppState, update_id: i64) -> anyhow::Result<()> {
-    let now = state.clock.now();
-    let sender = Sender {
-        state,
-        now,
-        actor: &Actor::System,
-    };
+    let sender = Sender::system(state);
+    let now = sender.now;
     let mut conn = state.pool.acquire().await?;
     let campaign_id: i64 =
         sqlx::query_scalar("SELECT campaign_id FROM campaign_updates WHERE id = $1")
@@ -621,12 +620,8 @@ pub async fn send_update(state: &AppState, update_id: i64) -> anyhow::Result<()>
 /// The job that tells an already mailed organisation of new hosts: at most
 /// one follow-up per the campaign's interval; sooner, it waits for then.
 pub async fn send_followup(state: &AppState, id: i64) -> anyhow::Result<()> {
-    let now = state.clock.now();
-    let sender = Sender {
-        state,
-        now,
-        actor: &Actor::System,
-    };
+    let sender = Sender::system(state);
+    let now = sender.now;
     let mut tx = state.pool.begin().await?;
     let Some(target) = lock(&mut tx, id).await? else {
         return Ok(());

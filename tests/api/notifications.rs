@@ -469,8 +469,9 @@ async fn an_address_no_mail_server_takes_is_skipped_and_holds_up_nobody() {
     );
 }
 
-#[tokio::test]
-async fn a_sector_response_team_gets_a_copy_without_the_link() {
+/// A municipality (returned) in the `municipal` sector, whose response
+/// team is KOMMUNE-CSIRT, with one vulnerable host seen on 5 March.
+async fn municipality_with_a_response_team() -> (TestApp, i64) {
     let app = spawn_app().await;
     let a = organisation(
         &app,
@@ -479,12 +480,14 @@ async fn a_sector_response_team_gets_a_copy_without_the_link() {
         &[("sec@kommune.no", "security", "nb")],
     )
     .await;
-    app.patch(
-        &format!("/api/v1/organisations/{a}"),
-        &app.admin,
-        json!({ "sector": "municipal" }),
-    )
-    .await;
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/organisations/{a}"),
+            &app.admin,
+            json!({ "sector": "municipal" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let cert = organisation(
         &app,
         "KOMMUNE-CSIRT",
@@ -503,6 +506,12 @@ async fn a_sector_response_team_gets_a_copy_without_the_link() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     push(&app, &[("192.0.2.1", "vulnerable")], MARCH_5).await;
+    (app, a)
+}
+
+#[tokio::test]
+async fn a_sector_response_team_gets_a_copy_without_the_link() {
+    let (app, a) = municipality_with_a_response_team().await;
     let campaign = active_campaign(&app, json!({})).await;
     approve_all(&app, campaign).await;
     let id = notification_of(&app, a).await["id"].as_i64().unwrap();
@@ -518,37 +527,7 @@ async fn a_sector_response_team_gets_a_copy_without_the_link() {
     );
 
     // With copies off for a campaign, none is made.
-    let app = spawn_app().await;
-    let a = organisation(
-        &app,
-        "KOMMUNE",
-        "192.0.2.0/24",
-        &[("sec@kommune.no", "security", "nb")],
-    )
-    .await;
-    app.patch(
-        &format!("/api/v1/organisations/{a}"),
-        &app.admin,
-        json!({ "sector": "municipal" }),
-    )
-    .await;
-    let cert = organisation(
-        &app,
-        "KOMMUNE-CSIRT",
-        "198.51.100.0/28",
-        &[("soc@kcsirt.no", "security", "nb")],
-    )
-    .await;
-    app.request(
-        reqwest::Method::PUT,
-        "/api/v1/sectors/municipal",
-        &app.admin,
-    )
-    .json(&json!({ "response_team_id": cert }))
-    .send()
-    .await
-    .unwrap();
-    push(&app, &[("192.0.2.1", "vulnerable")], MARCH_5).await;
+    let (app, a) = municipality_with_a_response_team().await;
     let campaign = active_campaign(&app, json!({ "copy_sector_teams": false })).await;
     approve_all(&app, campaign).await;
     let id = notification_of(&app, a).await["id"].as_i64().unwrap();

@@ -57,6 +57,20 @@ async fn app_for(server_url: &str) -> TestApp {
     .await
 }
 
+/// An app whose SMTP server never answers (nothing listens on its port),
+/// giving up after `max_attempts`.
+async fn app_without_a_server(max_attempts: u32) -> TestApp {
+    let port = free_port();
+    spawn_app_with(move |s| {
+        s.smtp_url = Some(varsel::config::Secret::new(format!(
+            "smtp://127.0.0.1:{port}"
+        )));
+        s.outbox_workers = 0;
+        s.mail_max_attempts = max_attempts;
+    })
+    .await
+}
+
 async fn send_due(app: &TestApp) -> usize {
     Outbox::new(&app.state).send_due().await.unwrap()
 }
@@ -402,15 +416,7 @@ async fn outbox_4xx_is_retried_with_backoff_then_sent() {
 
 #[tokio::test]
 async fn outbox_gives_up_after_max_attempts() {
-    let port = free_port();
-    let app = spawn_app_with(move |s| {
-        s.smtp_url = Some(varsel::config::Secret::new(format!(
-            "smtp://127.0.0.1:{port}"
-        )));
-        s.outbox_workers = 0;
-        s.mail_max_attempts = 3;
-    })
-    .await;
+    let app = app_without_a_server(3).await;
     let id = enqueue(&app, &mail("a@eksempel.no", "give-up"))
         .await
         .unwrap();
@@ -557,15 +563,7 @@ async fn outbox_5xx_fails_at_once_marks_the_contact_and_an_operator_retry_requeu
 
 #[tokio::test]
 async fn outbox_an_operator_retry_gets_a_new_series_of_attempts() {
-    let port = free_port();
-    let app = spawn_app_with(move |s| {
-        s.smtp_url = Some(varsel::config::Secret::new(format!(
-            "smtp://127.0.0.1:{port}"
-        )));
-        s.outbox_workers = 0;
-        s.mail_max_attempts = 2;
-    })
-    .await;
+    let app = app_without_a_server(2).await;
     let id = enqueue(&app, &mail("a@eksempel.no", "series"))
         .await
         .unwrap();
