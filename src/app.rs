@@ -3,7 +3,7 @@
 //! tasks and shuts down gracefully without hanging.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::mail::Mailer;
 use crate::mail::outbox::Outbox;
 use crate::metrics::Metrics;
+use crate::rate_limit::KeyedRateLimit;
 
 /// What every request handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub attributor: Arc<Attributor>,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: SharedRateLimiter,
+    /// Advisory page requests per client address.
+    pub page_rate_limiter: Arc<KeyedRateLimit<IpAddr>>,
     /// Business time; tests move it forward.
     pub clock: Clock,
     /// Who mail is from and where it goes; the outbox sends with it.
@@ -48,6 +51,7 @@ impl AppState {
             pool,
             mailer: Arc::new(Mailer::from_settings(&settings)?),
             rate_limiter: Arc::new(ClientRateLimiter::new(settings.rate_limit_per_minute)),
+            page_rate_limiter: Arc::new(KeyedRateLimit::new(settings.page_rate_limit_per_minute)),
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
             metrics: Arc::new(Metrics::new()?),
@@ -56,7 +60,7 @@ impl AppState {
     }
 }
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -68,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::mail::routes::routes())
         .merge(crate::campaigns::routes())
         .merge(crate::notifications::routes::routes())
+        .merge(crate::advisory::api::routes())
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         // Ingest streams its bodies and enforces its own (larger) limit.
         .merge(crate::ingest::routes::routes());
@@ -76,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::health::routes())
         .merge(crate::openapi::routes())
         .merge(api)
+        .merge(crate::web::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(
@@ -116,8 +122,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError::NotFound("no such endpoint".to_owned())
+/// The API answers an unknown endpoint with a problem document; anything
+/// else is a page that does not exist.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response {
+    if uri.path().starts_with("/api/") {
+        crate::error::ApiError::NotFound("no such endpoint".to_owned()).into_response_owned()
+    } else {
+        crate::web::error::page(axum::http::StatusCode::NOT_FOUND, None, &headers)
+    }
 }
 
 async fn record_metrics(

@@ -110,6 +110,12 @@ pub struct Settings {
     /// development key is used, which makes links guessable to anyone who
     /// has the database.
     pub link_secret: Option<Secret>,
+    /// Advisory page requests per minute per client address; 0 disables
+    /// the limit.
+    pub page_rate_limit_per_minute: u32,
+    /// How long an organisation's "false positive" keeps a finding out of
+    /// reminders and counts.
+    pub false_positive_days: u32,
 }
 
 impl Default for Settings {
@@ -147,6 +153,8 @@ impl Default for Settings {
             mail_poll_seconds: 5,
             public_base_url: "http://127.0.0.1:8080".to_owned(),
             link_secret: None,
+            page_rate_limit_per_minute: 120,
+            false_positive_days: 90,
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum Actor {
     Import(&'static str),
     /// Varsel itself (background work).
     System,
+    /// An organisation, answering on its advisory page.
+    Organisation { id: i64 },
 }
 
 impl fmt::Display for Actor {
@@ -26,6 +28,7 @@ impl fmt::Display for Actor {
             Actor::Cli => f.write_str("cli"),
             Actor::Import(channel) => write!(f, "import:{channel}"),
             Actor::System => f.write_str("system"),
+            Actor::Organisation { id } => write!(f, "organisation:{id}"),
         }
     }
 }
@@ -157,5 +160,17 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> DomainResu
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => required_text(field, v, max).map(Some),
+    }
+}
+
+/// A value for a CSV file people open in a spreadsheet: text a scanner
+/// reported (a banner, a product name) that starts like a formula is
+/// prefixed with `'`, so that it stays text (OWASP's advice on CSV
+/// injection).
+pub fn spreadsheet_safe(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
     }
 }

@@ -4,8 +4,11 @@
 //! `attribution`) and folded into findings that live across rescans
 //! (`findings`); campaigns tell the owners what to do about it
 //! (`campaigns`, `notifications`), and what Varsel sends leaves through the
-//! e-mail outbox (`mail`).
+//! e-mail outbox (`mail`). Each organisation reads and answers its
+//! advisory on a private page (`advisory`), served by the HTML edge
+//! (`web`).
 
+pub mod advisory;
 pub mod app;
 pub mod attribution;
 pub mod audit;
@@ -27,5 +30,7 @@ pub mod mail;
 pub mod metrics;
 pub mod notifications;
 pub mod openapi;
+pub mod rate_limit;
 pub mod registry;
 pub mod telemetry;
+pub mod web;

@@ -7,15 +7,12 @@ pub mod routes;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -252,26 +249,8 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Client>, 
     }))
 }
 
-/// Requests per minute per client, in this instance.
-pub struct ClientRateLimiter(Option<DefaultKeyedRateLimiter<i64>>);
-
-impl ClientRateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self(NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n))))
-    }
-
-    fn check(&self, client_id: i64) -> Result<(), ApiError> {
-        let Some(limiter) = &self.0 else {
-            return Ok(());
-        };
-        limiter.check_key(&client_id).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::RateLimited {
-                retry_after_secs: wait.as_secs() + 1,
-            }
-        })
-    }
-}
+/// Requests per minute per API client, in this instance.
+pub type ClientRateLimiter = crate::rate_limit::KeyedRateLimit<i64>;
 
 /// The scopes a route accepts (any one of them), as a type: `Caller<Admin>`
 /// in a handler's arguments is the route's authorisation, visible where it
@@ -341,7 +320,10 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Caller<S> {
         let client = authenticate(&state.pool, token)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        state.rate_limiter.check(client.id)?;
+        state
+            .rate_limiter
+            .check(&client.id)
+            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
         if !S::ANY_OF.iter().any(|&scope| client.has(scope)) {
             return Err(ApiError::Forbidden(S::NAME));
         }

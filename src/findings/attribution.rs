@@ -1,7 +1,8 @@
 //! Late attribution: when the registry learns an owner, findings that were
 //! unattributed (the triage queue) get one, as of when they were first
 //! seen, and say so in their history. Runs as the `attribute_triage` job,
-//! which every change of networks or ASNs enqueues.
+//! which every change of networks or ASNs enqueues. A finding its owner
+//! disputed ("not ours") is never given back to that owner here.
 
 use std::net::IpAddr;
 
@@ -15,8 +16,8 @@ use crate::attribution::table::Match;
 /// an owner.
 pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> anyhow::Result<u64> {
     let table = attributor.current(pool).await?;
-    let rows: Vec<(i64, IpAddr, DateTime<Utc>, Option<i64>)> = sqlx::query_as(
-        "SELECT id, ip, first_seen, asn FROM findings WHERE organisation_id IS NULL AND current",
+    let rows: Vec<(i64, IpAddr, DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, ip, first_seen, asn, disputed_by FROM findings WHERE organisation_id IS NULL AND current",
     )
     .fetch_all(pool)
     .await?;
@@ -25,7 +26,7 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     let mut networks = Vec::new();
     let mut kinds = Vec::new();
     let mut reasons = Vec::new();
-    for (id, ip, first_seen, asn) in rows {
+    for (id, ip, first_seen, asn, disputed_by) in rows {
         let asn32 = asn.and_then(|a| u32::try_from(a).ok());
         let m = table.attribute(ip, first_seen.timestamp_micros(), asn32);
         let (org, network, reason) = match m {
@@ -47,6 +48,11 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
             ),
             Match::None => continue,
         };
+        // The organisation said the address is not its own: only an
+        // analyst gives it back.
+        if disputed_by == Some(org) {
+            continue;
+        }
         ids.push(id);
         orgs.push(org);
         networks.push(network);

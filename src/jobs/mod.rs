@@ -106,6 +106,7 @@ impl Job {
                 crate::notifications::mailing::send_update(state, update_id).await
             }
             Job::Sweep => {
+                crate::advisory::answers::expire_false_positives(state).await?;
                 crate::notifications::drafting::run(state).await?;
                 crate::notifications::mailing::send_reminders(state).await
             }

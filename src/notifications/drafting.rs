@@ -152,7 +152,7 @@ pub async fn draft(state: &AppState, campaign_id: i64) -> anyhow::Result<Drafted
     for n in mailed {
         jobs::enqueue(&mut tx, &Job::SendFollowup { notification_id: n }, now).await?;
     }
-    let reopened: Vec<i64> = sqlx::query_scalar(
+    let reopened: Vec<i64> = sqlx::query_scalar(&format!(
         "UPDATE notifications n SET resolved_at = NULL,
                 status = CASE WHEN n.acknowledged_at IS NOT NULL THEN 'acknowledged'
                               WHEN n.sent_at IS NOT NULL THEN 'sent'
@@ -160,9 +160,10 @@ pub async fn draft(state: &AppState, campaign_id: i64) -> anyhow::Result<Drafted
                               ELSE 'draft' END
           WHERE n.campaign_id = $1 AND n.status = 'resolved'
             AND EXISTS (SELECT 1 FROM notification_findings nf JOIN findings f ON f.id = nf.finding_id
-                         WHERE nf.notification_id = n.id AND f.status = 'open')
+                         WHERE nf.notification_id = n.id AND {COUNTS})
          RETURNING n.id",
-    )
+        COUNTS = store::COUNTS
+    ))
     .bind(campaign_id)
     .fetch_all(&mut *tx)
     .await?;
@@ -178,13 +179,14 @@ pub async fn draft(state: &AppState, campaign_id: i64) -> anyhow::Result<Drafted
         )
         .await?;
     }
-    let resolved: Vec<(i64, bool)> = sqlx::query_as(
+    let resolved: Vec<(i64, bool)> = sqlx::query_as(&format!(
         "UPDATE notifications n SET status = 'resolved', resolved_at = $2
           WHERE n.campaign_id = $1 AND n.status NOT IN ('resolved', 'expired')
             AND NOT EXISTS (SELECT 1 FROM notification_findings nf JOIN findings f ON f.id = nf.finding_id
-                             WHERE nf.notification_id = n.id AND f.status = 'open')
+                             WHERE nf.notification_id = n.id AND {COUNTS})
          RETURNING n.id, n.mailed_at IS NOT NULL",
-    )
+        COUNTS = store::COUNTS
+    ))
     .bind(campaign_id)
     .bind(now)
     .fetch_all(&mut *tx)
@@ -228,15 +230,16 @@ pub async fn draft(state: &AppState, campaign_id: i64) -> anyhow::Result<Drafted
 /// notification, at once (no batching: exploitation has begun).
 async fn realert(state: &AppState, sender: &Sender<'_>, campaign: &Campaign) -> anyhow::Result<()> {
     let mut conn = state.pool.acquire().await?;
-    let due: Vec<i64> = sqlx::query_scalar(
+    let due: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT DISTINCT nf.notification_id FROM notification_findings nf
            JOIN notifications n ON n.id = nf.notification_id
            JOIN findings f ON f.id = nf.finding_id
           WHERE n.campaign_id = $1 AND n.mailed_at IS NOT NULL
             AND n.status NOT IN ('resolved', 'expired', 'no_contact')
             AND nf.mailed_at IS NOT NULL AND nf.realerted_at IS NULL
-            AND f.state = 'compromised' AND f.status = 'open'",
-    )
+            AND f.state = 'compromised' AND {COUNTS}",
+        COUNTS = store::COUNTS
+    ))
     .bind(campaign.id)
     .fetch_all(&mut *conn)
     .await?;
@@ -246,12 +249,15 @@ async fn realert(state: &AppState, sender: &Sender<'_>, campaign: &Campaign) -> 
         let Some(target) = mailing::lock(&mut tx, id).await? else {
             continue;
         };
-        let escalated: Vec<i64> = sqlx::query_scalar(
-            "SELECT nf.finding_id FROM notification_findings nf JOIN findings f ON f.id = nf.finding_id
+        let escalated: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT nf.finding_id FROM notification_findings nf
+               JOIN notifications n ON n.id = nf.notification_id
+               JOIN findings f ON f.id = nf.finding_id
               WHERE nf.notification_id = $1 AND nf.mailed_at IS NOT NULL AND nf.realerted_at IS NULL
-                AND f.state = 'compromised' AND f.status = 'open'
+                AND f.state = 'compromised' AND {COUNTS}
               ORDER BY nf.finding_id",
-        )
+            COUNTS = store::COUNTS
+        ))
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;

@@ -9,10 +9,19 @@ use super::model::{Notification, NotificationStatus, TimelineEvent};
 use super::render::Host;
 use crate::domain::{Actor, DomainError, DomainResult};
 
+/// What of a notification's findings counts — for reminders, the open
+/// count, resolution: open, still the organisation's (not reported "not
+/// ours", not given to another owner since), and not flagged a false
+/// positive. Over `notification_findings nf`, `findings f` and
+/// `notifications n`.
+pub const COUNTS: &str = "(f.status = 'open' AND f.organisation_id = n.organisation_id \
+                           AND f.false_positive_until IS NULL)";
+
 const COLUMNS: &str = "n.id, n.campaign_id, n.organisation_id, o.ref AS organisation_ref, \
      o.name AS organisation_name, n.ticket, n.status, \
      (SELECT count(*) FROM notification_findings nf JOIN findings f ON f.id = nf.finding_id
-       WHERE nf.notification_id = n.id AND f.status = 'open') AS open_findings, \
+       WHERE nf.notification_id = n.id AND f.status = 'open' AND f.organisation_id = n.organisation_id
+         AND f.false_positive_until IS NULL) AS open_findings, \
      (SELECT count(*) FROM notification_findings nf WHERE nf.notification_id = n.id) AS findings, \
      n.created_at, n.approved_at, n.approved_by, n.mailed_at, n.sent_at, n.acknowledged_at, \
      n.resolved_at, n.link_expires_at, n.reminders_sent, n.followups_sent";
@@ -72,20 +81,23 @@ pub async fn fetch(conn: &mut PgConnection, id: i64) -> DomainResult<Notificatio
     .ok_or_else(|| DomainError::not_found(format!("notification {id}")))
 }
 
-/// The notification's findings as mails list them: the open ones, or with
-/// `all` every one (the closing mail).
+/// The notification's findings as mails list them: those that count (see
+/// [`COUNTS`]), or with `all` every one still the organisation's (the
+/// closing mail).
 pub async fn hosts(conn: &mut PgConnection, id: i64, all: bool) -> DomainResult<Vec<Host>> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "SELECT f.id AS finding_id, host(f.ip) AS ip, f.port, f.protocol, f.check_id, f.state,
                 f.first_seen, f.last_seen, o.product, o.version, nf.mailed_at IS NULL AS new
            FROM notification_findings nf
+           JOIN notifications n ON n.id = nf.notification_id
            JOIN findings f ON f.id = nf.finding_id
            LEFT JOIN LATERAL (
                 SELECT product, version FROM observations
                  WHERE finding_id = f.id AND id = f.last_observation_id LIMIT 1) o ON true
-          WHERE nf.notification_id = $1 AND ($2 OR f.status = 'open')
-          ORDER BY f.ip, f.port, f.check_id",
-    )
+          WHERE nf.notification_id = $1
+            AND (($2 AND f.organisation_id = n.organisation_id) OR {COUNTS})
+          ORDER BY f.ip, f.port, f.check_id"
+    ))
     .bind(id)
     .bind(all)
     .fetch_all(conn)

@@ -1,0 +1,323 @@
+//! The advisory page as `templates/advisory/page.html` renders it: the
+//! campaign's text in the page's language, the organisation's findings
+//! with the outcome of every re-check, what it answered so far, and its
+//! forms (with their CSRF token, a fresh submission nonce, and on a
+//! failed post the values sent and the errors by field).
+
+use askama::Template;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sqlx::PgConnection;
+
+use super::access::Link;
+use super::texts::PageWords;
+use super::view::{self, PageFinding, Recheck};
+use crate::app::AppState;
+use crate::campaigns::markdown::to_html;
+use crate::notifications::texts::MailLanguage;
+use crate::web::csrf::CsrfCookie;
+use crate::web::error::WebError;
+use crate::web::form::{FieldErrors, FormFields};
+use crate::web::page::Layout;
+
+/// Evidence longer than this is cut on the page (the downloads have it
+/// whole).
+const MAX_EVIDENCE_CHARS: usize = 4000;
+
+/// What a form post leaves for the page shown after it.
+#[derive(Default)]
+pub struct PageState {
+    /// The kind of answer just recorded.
+    pub done: Option<String>,
+    /// The values of a form that failed, to show again.
+    pub echo: Echo,
+    pub errors: FieldErrors,
+}
+
+/// The values of the form that failed.
+#[derive(Default)]
+pub struct Echo {
+    form: String,
+    selected: Vec<i64>,
+    values: Vec<(String, String)>,
+}
+
+impl Echo {
+    pub fn from_form(fields: &FormFields) -> Self {
+        let keep = [
+            "reason",
+            "contact_name",
+            "phone",
+            "observed",
+            "comment",
+            "email",
+            "name",
+            "language",
+        ];
+        Self {
+            form: fields.get("form").unwrap_or("").to_owned(),
+            selected: match fields.get("form") {
+                Some("findings") => fields.all("finding").filter_map(|v| v.parse().ok()).collect(),
+                _ => Vec::new(),
+            },
+            values: keep
+                .iter()
+                .filter_map(|k| fields.get(k).map(|v| ((*k).to_owned(), v.to_owned())))
+                .chain(
+                    fields
+                        .get("finding")
+                        .filter(|_| fields.get("form") == Some("compromise"))
+                        .map(|v| ("compromise_finding".to_owned(), v.to_owned())),
+                )
+                .collect(),
+        }
+    }
+
+    pub fn value(&self, name: &str) -> &str {
+        self.values
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn is_selected(&self, id: &i64) -> bool {
+        self.selected.contains(id)
+    }
+
+    pub fn failed(&self, form: &str) -> bool {
+        self.form == form
+    }
+}
+
+struct Section {
+    heading: &'static str,
+    html: String,
+}
+
+struct UpdateView {
+    label: String,
+    html: String,
+}
+
+struct FindingView {
+    id: i64,
+    ip: String,
+    port: String,
+    check: String,
+    state: &'static str,
+    compromised: bool,
+    open: bool,
+    status: &'static str,
+    cves: String,
+    first_seen: String,
+    last_seen: String,
+    product: String,
+    evidence: Option<String>,
+    /// Notes on what the organisation said and what came of it, each with
+    /// its CSS class.
+    notes: Vec<(&'static str, String)>,
+    answerable: bool,
+}
+
+struct HistoryLine {
+    at: String,
+    what: &'static str,
+    target: String,
+}
+
+#[derive(Template)]
+#[template(path = "advisory/page.html")]
+struct AdvisoryPage<'a> {
+    layout: Layout,
+    w: &'static PageWords,
+    lang: &'static str,
+    /// The page's own address, `/a/{token}`.
+    base: String,
+    ticket: String,
+    organisation: String,
+    acknowledged_at: Option<String>,
+    link_expires: String,
+    tlp_label: String,
+    tlp_class: &'static str,
+    tlp_wording: &'static str,
+    title: String,
+    sections: Vec<Section>,
+    updates: Vec<UpdateView>,
+    findings: Vec<FindingView>,
+    any_answerable: bool,
+    history: Vec<HistoryLine>,
+    done: Option<&'static str>,
+    errors: &'a FieldErrors,
+    echo: &'a Echo,
+    csrf: String,
+    submission: String,
+}
+
+fn finding_view(
+    f: &PageFinding,
+    language: MailLanguage,
+    w: &'static PageWords,
+    now: DateTime<Utc>,
+) -> FindingView {
+    let mw = language.words();
+    let mut notes = Vec::new();
+    match f.recheck() {
+        Some(Recheck::Pending) => notes.push(("", w.recheck_pending.to_owned())),
+        Some(Recheck::Confirmed) => notes.push(("ok", w.recheck_confirmed.to_owned())),
+        Some(Recheck::StillSeen) => notes.push((
+            "alert",
+            format!("{} {}", w.recheck_still_seen, language.datetime(f.last_seen)),
+        )),
+        None => {}
+    }
+    if let Some(until) = f.false_positive(now) {
+        notes.push((
+            "",
+            format!("{} {}", w.false_positive_until, language.datetime(until)),
+        ));
+    }
+    if f.disputed {
+        notes.push(("", w.disputed.to_owned()));
+    }
+    let product = match (&f.product, &f.version) {
+        (Some(p), Some(v)) => format!("{p} {v}"),
+        (Some(p), None) => p.clone(),
+        (None, Some(v)) => v.clone(),
+        (None, None) => String::new(),
+    };
+    let evidence = f.evidence.as_ref().map(|e| {
+        let text = match e {
+            serde_json::Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        if text.chars().count() > MAX_EVIDENCE_CHARS {
+            let cut: String = text.chars().take(MAX_EVIDENCE_CHARS).collect();
+            format!("{cut} …")
+        } else {
+            text
+        }
+    });
+    FindingView {
+        id: f.id,
+        ip: f.ip.clone(),
+        port: format!("{}/{}", f.port, f.protocol),
+        check: f.check_id.clone(),
+        state: mw.state(&f.state),
+        compromised: f.state == "compromised",
+        open: f.status == "open",
+        status: if f.status == "open" {
+            w.status_open
+        } else {
+            w.status_resolved
+        },
+        cves: f.cves.join(", "),
+        first_seen: language.datetime(f.first_seen),
+        last_seen: language.datetime(f.last_seen),
+        product,
+        evidence,
+        notes,
+        answerable: f.answerable(),
+    }
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The page for `link`, in `language`.
+#[allow(clippy::too_many_arguments)]
+pub async fn render(
+    state: &AppState,
+    conn: &mut PgConnection,
+    link: &Link,
+    token: &str,
+    language: MailLanguage,
+    csrf: &CsrfCookie,
+    findings: &[PageFinding],
+    page_state: PageState,
+    now: DateTime<Utc>,
+) -> Result<Response, WebError> {
+    let w = PageWords::of(language);
+    let heading = view::heading(&mut *conn, link).await?;
+    let campaign = crate::campaigns::store::fetch(&mut *conn, link.campaign_id).await?;
+    let updates = crate::campaigns::store::updates(&mut *conn, link.campaign_id).await?;
+    let history = view::history(&mut *conn, link).await?;
+    let text = match language {
+        MailLanguage::Nb => &campaign.nb,
+        MailLanguage::En => &campaign.en,
+    };
+    let mw = language.words();
+    let sections = [
+        (w.summary, &text.summary),
+        (w.impact, &text.impact),
+        (w.what_to_do, &text.what_to_do),
+        (w.how_to_check, &text.how_to_check),
+        (w.references, &text.references),
+    ]
+    .into_iter()
+    .filter(|(_, md)| !md.trim().is_empty())
+    .map(|(heading, md)| Section {
+        heading,
+        html: to_html(md),
+    })
+    .collect();
+    let updates = updates
+        .iter()
+        .map(|u| UpdateView {
+            label: format!("{} {}", mw.update_label, language.datetime(u.posted_at)),
+            html: match language {
+                MailLanguage::Nb => u.body_html_nb.clone(),
+                MailLanguage::En => u.body_html_en.clone(),
+            },
+        })
+        .collect();
+    let findings: Vec<FindingView> = findings
+        .iter()
+        .map(|f| finding_view(f, language, w, now))
+        .collect();
+    let tlp = campaign.tlp;
+    let page = AdvisoryPage {
+        layout: Layout::new(language.code(), format!("{} · {}", heading.ticket, text.title)),
+        w,
+        lang: language.code(),
+        base: format!("/a/{token}"),
+        ticket: heading.ticket,
+        organisation: heading.organisation_name,
+        acknowledged_at: heading.acknowledged_at.map(|t| language.datetime(t)),
+        link_expires: language.datetime(link.expires_at),
+        tlp_label: tlp.label(),
+        tlp_class: match tlp.as_str() {
+            "RED" => "tlp-red",
+            "AMBER" | "AMBER+STRICT" => "tlp-amber",
+            "GREEN" => "tlp-green",
+            _ => "tlp-clear",
+        },
+        tlp_wording: tlp.wording(language.language()),
+        title: text.title.clone(),
+        sections,
+        updates,
+        any_answerable: findings.iter().any(|f| f.answerable),
+        findings,
+        history: history
+            .into_iter()
+            .map(|h| HistoryLine {
+                at: language.datetime(h.at),
+                what: w.response_kind(&h.kind),
+                target: h.target.unwrap_or_default(),
+            })
+            .collect(),
+        done: page_state
+            .done
+            .as_deref()
+            .map(|k| w.response_kind(k))
+            .filter(|s| !s.is_empty()),
+        errors: &page_state.errors,
+        echo: &page_state.echo,
+        csrf: csrf.token(&state.settings.link_secret(), &link.csrf_scope()),
+        submission: nonce(),
+    };
+    crate::web::page::render(&page)
+}
