@@ -104,7 +104,12 @@ pub fn read(fields: &FormFields, w: &PageWords, answerable: &[i64]) -> Result<An
                     FindingAnswer::Fixed
                 }
             };
-            let reason = text(&mut errors, "reason", MAX_TEXT, answer == FindingAnswer::FalsePositive);
+            let reason = text(
+                &mut errors,
+                "reason",
+                MAX_TEXT,
+                answer == FindingAnswer::FalsePositive,
+            );
             let mut ids = Vec::new();
             for value in fields.all("finding") {
                 match value.parse::<i64>() {
@@ -159,15 +164,18 @@ pub fn read(fields: &FormFields, w: &PageWords, answerable: &[i64]) -> Result<An
                 _ => None,
             }
         }
-        "comment" => text(&mut errors, "comment", MAX_TEXT, true).map(|text| Answer::Comment { text }),
+        "comment" => {
+            text(&mut errors, "comment", MAX_TEXT, true).map(|text| Answer::Comment { text })
+        }
         "contact" => {
-            let email = text(&mut errors, "email", 254, true).and_then(|e| match EmailAddress::parse(&e) {
-                Ok(email) => Some(email),
-                Err(_) => {
-                    errors.add("email", w.err_email);
-                    None
-                }
-            });
+            let email =
+                text(&mut errors, "email", 254, true).and_then(|e| match EmailAddress::parse(&e) {
+                    Ok(email) => Some(email),
+                    Err(_) => {
+                        errors.add("email", w.err_email);
+                        None
+                    }
+                });
             let name = text(&mut errors, "name", 200, false);
             let language = match fields.get("language").and_then(|l| Language::parse(l).ok()) {
                 Some(l) => Some(l),
@@ -268,7 +276,9 @@ pub async fn record(
     };
     let timeline = match answer {
         Answer::Acknowledge => {
-            respond.insert(&mut tx, "acknowledged", None, serde_json::json!({})).await?;
+            respond
+                .insert(&mut tx, "acknowledged", None, serde_json::json!({}))
+                .await?;
             let first: Option<i64> = sqlx::query_scalar(
                 "UPDATE notifications SET acknowledged_at = $2,
                         status = CASE WHEN status IN ('approved', 'sent') THEN 'acknowledged' ELSE status END
@@ -278,14 +288,20 @@ pub async fn record(
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            first.map(|_| ("acknowledged", serde_json::json!({ "link_id": link.link_id })))
+            first.map(|_| {
+                (
+                    "acknowledged",
+                    serde_json::json!({ "link_id": link.link_id }),
+                )
+            })
         }
         Answer::Findings {
             answer,
             ids,
             reason,
         } => {
-            let changed = answer_findings(&mut tx, state, link, *answer, ids, reason.as_deref(), now).await?;
+            let changed =
+                answer_findings(&mut tx, state, link, *answer, ids, reason.as_deref(), now).await?;
             for id in &changed {
                 respond
                     .insert(
@@ -349,7 +365,12 @@ pub async fn record(
         }
         Answer::Comment { text } => {
             respond
-                .insert(&mut tx, "comment", None, serde_json::json!({ "text": text }))
+                .insert(
+                    &mut tx,
+                    "comment",
+                    None,
+                    serde_json::json!({ "text": text }),
+                )
                 .await?;
             Some(("comment", serde_json::json!({})))
         }
@@ -459,7 +480,10 @@ async fn answer_findings(
     .fetch_all(&mut *tx)
     .await?;
     let (kind, why) = match answer {
-        FindingAnswer::Fixed => ("recheck_requested", "the owner reported it fixed".to_owned()),
+        FindingAnswer::Fixed => (
+            "recheck_requested",
+            "the owner reported it fixed".to_owned(),
+        ),
         FindingAnswer::FalsePositive => (
             "false_positive",
             format!(

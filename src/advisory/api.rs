@@ -22,10 +22,7 @@ use crate::registry::contacts::Contact;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/notifications/{id}/responses",
-            get(list_responses),
-        )
+        .route("/api/v1/notifications/{id}/responses", get(list_responses))
         .route(
             "/api/v1/notifications/{id}/links/revoke",
             post(revoke_links),
@@ -168,7 +165,11 @@ pub async fn take_escalation(
 #[serde(deny_unknown_fields)]
 pub struct CloseEscalation {
     /// What was found and done.
-    #[schema(min_length = 1, max_length = 5000, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     pub note: String,
 }
 
@@ -186,7 +187,14 @@ pub async fn close_escalation(
     JsonBody(body): JsonBody<CloseEscalation>,
 ) -> ApiResult<Json<Escalation>> {
     let mut conn = state.pool.acquire().await?;
-    store::close_escalation(&mut conn, &caller.actor(), id, &body.note, state.clock.now()).await?;
+    store::close_escalation(
+        &mut conn,
+        &caller.actor(),
+        id,
+        &body.note,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(store::escalation(&mut conn, id).await?))
 }
 
@@ -216,7 +224,9 @@ pub async fn list_rechecks(
     let after = id_cursor(q.cursor.as_deref())?;
     let mut conn = state.pool.acquire().await?;
     let rows = store::rechecks(&mut conn, after, limit).await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| r.finding_id.to_string())))
+    Ok(Json(Page::from_rows(rows, limit, |r| {
+        r.finding_id.to_string()
+    })))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -58,7 +58,10 @@ impl Echo {
         Self {
             form: fields.get("form").unwrap_or("").to_owned(),
             selected: match fields.get("form") {
-                Some("findings") => fields.all("finding").filter_map(|v| v.parse().ok()).collect(),
+                Some("findings") => fields
+                    .all("finding")
+                    .filter_map(|v| v.parse().ok())
+                    .collect(),
                 _ => Vec::new(),
             },
             values: keep
@@ -167,7 +170,11 @@ fn finding_view(
         Some(Recheck::Confirmed) => notes.push(("ok", w.recheck_confirmed.to_owned())),
         Some(Recheck::StillSeen) => notes.push((
             "alert",
-            format!("{} {}", w.recheck_still_seen, language.datetime(f.last_seen)),
+            format!(
+                "{} {}",
+                w.recheck_still_seen,
+                language.datetime(f.last_seen)
+            ),
         )),
         None => {}
     }
@@ -280,7 +287,10 @@ pub async fn render(
         .collect();
     let tlp = campaign.tlp;
     let page = AdvisoryPage {
-        layout: Layout::new(language.code(), format!("{} · {}", heading.ticket, text.title)),
+        layout: Layout::new(
+            language.code(),
+            format!("{} · {}", heading.ticket, text.title),
+        ),
         w,
         lang: language.code(),
         base: format!("/a/{token}"),

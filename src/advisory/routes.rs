@@ -19,9 +19,9 @@ use super::answers::{self, Recorded};
 use super::page::{self, PageState};
 use super::view::{self, PageFinding};
 use crate::app::AppState;
+use crate::domain::spreadsheet_safe as cell;
 use crate::web::csrf::{self, CsrfCookie};
 use crate::web::error::WebError;
-use crate::domain::spreadsheet_safe as cell;
 use crate::web::form::FormFields;
 
 pub fn pages() -> Router<AppState> {
@@ -245,7 +245,12 @@ fn findings_csv(findings: &[PageFinding]) -> anyhow::Result<Vec<u8>> {
             &time(f.recheck_requested_at),
             &time(f.false_positive_until),
             if f.disputed { "true" } else { "false" },
-            &cell(&f.evidence.as_ref().map(|e| e.to_string()).unwrap_or_default()),
+            &cell(
+                &f.evidence
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+            ),
         ])?;
     }
     Ok(w.into_inner()?)

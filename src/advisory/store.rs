@@ -32,7 +32,10 @@ pub struct Response {
     pub detail: serde_json::Value,
 }
 
-pub async fn responses(conn: &mut PgConnection, notification_id: i64) -> DomainResult<Vec<Response>> {
+pub async fn responses(
+    conn: &mut PgConnection,
+    notification_id: i64,
+) -> DomainResult<Vec<Response>> {
     notifications::fetch(&mut *conn, notification_id).await?;
     Ok(sqlx::query_as(
         "SELECT id, notification_id, finding_id, kind, at, host(client_addr) AS client_addr, detail
@@ -67,7 +70,8 @@ pub struct Escalation {
     pub close_note: Option<String>,
 }
 
-const ESCALATION: &str = "SELECT e.id, e.notification_id, n.ticket, n.organisation_id, o.name AS organisation_name,
+const ESCALATION: &str =
+    "SELECT e.id, e.notification_id, n.ticket, n.organisation_id, o.name AS organisation_name,
             r.finding_id, e.opened_at, e.contact_name, e.phone, e.observed, e.status, e.taken_by,
             e.taken_at, e.closed_by, e.closed_at, e.close_note
        FROM escalations e
@@ -131,13 +135,22 @@ pub async fn take_escalation(
             "escalation {id} is {status}, not open"
         )));
     }
-    sqlx::query("UPDATE escalations SET status = 'taken', taken_by = $2, taken_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(actor.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    audit::commit(tx, actor, "escalation.take", &format!("escalation:{id}"), serde_json::json!({})).await?;
+    sqlx::query(
+        "UPDATE escalations SET status = 'taken', taken_by = $2, taken_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(actor.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    audit::commit(
+        tx,
+        actor,
+        "escalation.take",
+        &format!("escalation:{id}"),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -166,7 +179,14 @@ pub async fn close_escalation(
     .bind(&note)
     .execute(&mut *tx)
     .await?;
-    audit::commit(tx, actor, "escalation.close", &format!("escalation:{id}"), serde_json::json!({})).await?;
+    audit::commit(
+        tx,
+        actor,
+        "escalation.close",
+        &format!("escalation:{id}"),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -191,7 +211,11 @@ pub struct RecheckTarget {
 }
 
 /// Open findings reported fixed and not seen since.
-pub async fn rechecks(conn: &mut PgConnection, after: i64, limit: usize) -> DomainResult<Vec<RecheckTarget>> {
+pub async fn rechecks(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: usize,
+) -> DomainResult<Vec<RecheckTarget>> {
     Ok(sqlx::query_as(
         "SELECT id AS finding_id, host(ip) AS ip, port, protocol, check_id, recheck_requested_at AS requested_at
            FROM findings
@@ -223,7 +247,8 @@ pub struct ContactProposal {
     pub contact_id: Option<i64>,
 }
 
-const PROPOSAL: &str = "SELECT p.id, p.notification_id, p.organisation_id, p.email, p.name, p.language,
+const PROPOSAL: &str =
+    "SELECT p.id, p.notification_id, p.organisation_id, p.email, p.name, p.language,
             r.at AS proposed_at, p.status, p.decided_by, p.decided_at, p.contact_id
        FROM contact_proposals p JOIN responses r ON r.id = p.response_id";
 
@@ -298,7 +323,8 @@ pub async fn decide_proposal(
             email: EmailAddress::parse(&email).map_err(|e| DomainError::invalid("email", e))?,
             name,
             role: ContactRole::Security,
-            language: Language::parse(&language).map_err(|e| DomainError::invalid("language", e))?,
+            language: Language::parse(&language)
+                .map_err(|e| DomainError::invalid("language", e))?,
             enabled: true,
             provenance: Some(Source::Organisation),
         };
@@ -319,7 +345,11 @@ pub async fn decide_proposal(
     audit::commit(
         tx,
         actor,
-        if confirm { "contact_proposal.confirm" } else { "contact_proposal.reject" },
+        if confirm {
+            "contact_proposal.confirm"
+        } else {
+            "contact_proposal.reject"
+        },
         &format!("contact_proposal:{id}"),
         serde_json::json!({ "organisation_id": organisation_id }),
     )
@@ -357,7 +387,11 @@ pub async fn revoke_links(
     Ok(revoked)
 }
 
-async fn revoke_all(conn: &mut PgConnection, notification_id: i64, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+async fn revoke_all(
+    conn: &mut PgConnection,
+    notification_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE notification_tokens SET revoked_at = $2
           WHERE notification_id = $1 AND revoked_at IS NULL AND expires_at > $2",
@@ -411,9 +445,9 @@ pub async fn reissue_link(
             SET status = CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'sent' END
           WHERE id = $1 AND status = 'expired'",
     )
-        .bind(notification_id)
-        .execute(&mut *tx)
-        .await?;
+    .bind(notification_id)
+    .execute(&mut *tx)
+    .await?;
     notifications::record(
         &mut tx,
         &[notification_id],
@@ -432,7 +466,11 @@ pub async fn reissue_link(
     )
     .await?;
     Ok(IssuedLink {
-        url: format!("{}/a/{}", public_base_url.trim_end_matches('/'), token.expose()),
+        url: format!(
+            "{}/a/{}",
+            public_base_url.trim_end_matches('/'),
+            token.expose()
+        ),
         expires_at,
         revoked,
     })

@@ -73,7 +73,10 @@ impl PageFinding {
 
 /// The organisation's findings of the notification: open ones first,
 /// compromised ones first among them.
-pub async fn findings(conn: &mut PgConnection, link: &Link) -> Result<Vec<PageFinding>, sqlx::Error> {
+pub async fn findings(
+    conn: &mut PgConnection,
+    link: &Link,
+) -> Result<Vec<PageFinding>, sqlx::Error> {
     sqlx::query_as(
         "SELECT f.id, host(f.ip) AS ip, f.port, f.protocol, f.check_id, f.state, f.status, f.cves,
                 f.first_seen, f.last_seen, f.resolved_at,
@@ -152,10 +155,12 @@ pub async fn record_open(
     )
     .bind(link.notification_id)
     .bind(now)
-    .bind(crate::domain::Actor::Organisation {
-        id: link.organisation_id,
-    }
-    .to_string())
+    .bind(
+        crate::domain::Actor::Organisation {
+            id: link.organisation_id,
+        }
+        .to_string(),
+    )
     .bind(link.link_id)
     .execute(conn)
     .await?;

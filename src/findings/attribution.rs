@@ -12,11 +12,22 @@ use sqlx::PgPool;
 use crate::attribution::Attributor;
 use crate::attribution::table::Match;
 
+/// A finding in the triage queue.
+#[derive(sqlx::FromRow)]
+struct Unattributed {
+    id: i64,
+    ip: IpAddr,
+    first_seen: DateTime<Utc>,
+    asn: Option<i64>,
+    /// The organisation that said it is not theirs.
+    disputed_by: Option<i64>,
+}
+
 /// Attributes what the current registry can; returns how many findings got
 /// an owner.
 pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> anyhow::Result<u64> {
     let table = attributor.current(pool).await?;
-    let rows: Vec<(i64, IpAddr, DateTime<Utc>, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<Unattributed> = sqlx::query_as(
         "SELECT id, ip, first_seen, asn, disputed_by FROM findings WHERE organisation_id IS NULL AND current",
     )
     .fetch_all(pool)
@@ -26,7 +37,14 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     let mut networks = Vec::new();
     let mut kinds = Vec::new();
     let mut reasons = Vec::new();
-    for (id, ip, first_seen, asn, disputed_by) in rows {
+    for Unattributed {
+        id,
+        ip,
+        first_seen,
+        asn,
+        disputed_by,
+    } in rows
+    {
         let asn32 = asn.and_then(|a| u32::try_from(a).ok());
         let m = table.attribute(ip, first_seen.timestamp_micros(), asn32);
         let (org, network, reason) = match m {

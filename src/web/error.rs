@@ -102,7 +102,10 @@ struct ErrorTemplate<'a> {
 fn words(status: StatusCode) -> ((&'static str, &'static str), (&'static str, &'static str)) {
     match status.as_u16() {
         404 => (
-            ("Siden finnes ikke", "Lenken er ukjent eller ikke lenger gyldig."),
+            (
+                "Siden finnes ikke",
+                "Lenken er ukjent eller ikke lenger gyldig.",
+            ),
             ("Page not found", "The link is unknown or no longer valid."),
         ),
         403 => (
@@ -120,7 +123,10 @@ fn words(status: StatusCode) -> ((&'static str, &'static str), (&'static str, &'
             ("Too many requests", "Wait a moment and try again."),
         ),
         400..=499 => (
-            ("Forespørselen kunne ikke behandles", "Kontroller det du sendte."),
+            (
+                "Forespørselen kunne ikke behandles",
+                "Kontroller det du sendte.",
+            ),
             ("The request could not be handled", "Check what you sent."),
         ),
         _ => (

@@ -34,12 +34,12 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                         form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router() -> Router<AppState> {
-    let pages = Router::new()
-        .merge(crate::advisory::routes::pages())
-        .layer(SetResponseHeaderLayer::if_not_present(
+    let pages = Router::new().merge(crate::advisory::routes::pages()).layer(
+        SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
-        ));
+        ),
+    );
     Router::new()
         .merge(pages)
         .merge(assets::routes())
@@ -59,6 +59,8 @@ pub fn router() -> Router<AppState> {
         ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("permissions-policy"),
-            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), interest-cohort=()"),
+            HeaderValue::from_static(
+                "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+            ),
         ))
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real service on a free port, a fresh database per
 //! test, driven over HTTP and through the `varsel` binary.
 
+mod advisory;
 mod attribution;
 mod auth;
 mod authz;

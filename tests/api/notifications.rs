@@ -11,12 +11,12 @@ use varsel::domain::Actor;
 use crate::helpers::{TestApp, spawn_app_with, spawn_second_instance_with};
 
 /// The app, with mail sent when a test says so (`send_mail`).
-async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(|s| s.outbox_workers = 0).await
 }
 
 /// An organisation with networks and contacts `(email, role, language)`.
-async fn organisation(
+pub(crate) async fn organisation(
     app: &TestApp,
     reference: &str,
     cidr: &str,
@@ -36,7 +36,7 @@ async fn organisation(
     id
 }
 
-fn observation(ip: &str, check: &str, state: &str, at: &str) -> String {
+pub(crate) fn observation(ip: &str, check: &str, state: &str, at: &str) -> String {
     json!({
         "ip": ip, "port": 443, "check": check, "state": state, "observed_at": at,
         "cves": ["CVE-2021-26855"], "product": "Microsoft Exchange", "version": "15.1.2176"
@@ -45,7 +45,7 @@ fn observation(ip: &str, check: &str, state: &str, at: &str) -> String {
 }
 
 /// Pushes Exchange observations `(ip, state)` seen at `at`.
-async fn push(app: &TestApp, hosts: &[(&str, &str)], at: &str) {
+pub(crate) async fn push(app: &TestApp, hosts: &[(&str, &str)], at: &str) {
     let body: String = hosts
         .iter()
         .map(|(ip, state)| observation(ip, "exchange-proxylogon", state, at) + "\n")
@@ -57,7 +57,7 @@ async fn push(app: &TestApp, hosts: &[(&str, &str)], at: &str) {
 }
 
 /// The ProxyLogon seed, activated over the API, with its drafting run.
-async fn active_campaign(app: &TestApp, settings: Value) -> i64 {
+pub(crate) async fn active_campaign(app: &TestApp, settings: Value) -> i64 {
     let mut conn = app.pool.acquire().await.unwrap();
     let id = varsel::campaigns::seed::seed(&mut conn, &Actor::Cli, app.state.clock.now(), false)
         .await
@@ -80,7 +80,7 @@ async fn active_campaign(app: &TestApp, settings: Value) -> i64 {
     id
 }
 
-async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
+pub(crate) async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
     let (status, page) = app
         .get(&format!("/api/v1/notifications?{query}"), &app.read)
         .await;
@@ -88,7 +88,7 @@ async fn notifications(app: &TestApp, query: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-async fn notification_of(app: &TestApp, org: i64) -> Value {
+pub(crate) async fn notification_of(app: &TestApp, org: i64) -> Value {
     let found = notifications(app, &format!("organisation_id={org}")).await;
     assert_eq!(found.len(), 1, "{found:?}");
     found[0].clone()
@@ -115,7 +115,7 @@ async fn deliveries(app: &TestApp, notification: i64) -> Vec<Delivery> {
     .unwrap()
 }
 
-async fn approve_all(app: &TestApp, campaign: i64) -> Vec<i64> {
+pub(crate) async fn approve_all(app: &TestApp, campaign: i64) -> Vec<i64> {
     let (status, body) = app
         .post(
             &format!("/api/v1/campaigns/{campaign}/approve"),
@@ -134,14 +134,14 @@ async fn approve_all(app: &TestApp, campaign: i64) -> Vec<i64> {
 }
 
 /// Sends what the outbox holds (to `.eml` files, the test default).
-async fn send_mail(app: &TestApp) -> usize {
+pub(crate) async fn send_mail(app: &TestApp) -> usize {
     varsel::mail::outbox::Outbox::new(&app.state)
         .send_due()
         .await
         .unwrap()
 }
 
-async fn timeline_kinds(app: &TestApp, notification: i64) -> Vec<String> {
+pub(crate) async fn timeline_kinds(app: &TestApp, notification: i64) -> Vec<String> {
     let (status, events) = app
         .get(
             &format!("/api/v1/notifications/{notification}/timeline"),
@@ -157,7 +157,7 @@ async fn timeline_kinds(app: &TestApp, notification: i64) -> Vec<String> {
         .collect()
 }
 
-const MARCH_5: &str = "2021-03-05T10:00:00Z";
+pub(crate) const MARCH_5: &str = "2021-03-05T10:00:00Z";
 
 #[tokio::test]
 async fn activation_drafts_one_notification_per_organisation_grouping_its_findings() {
