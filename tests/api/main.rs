@@ -6,6 +6,7 @@ mod attribution;
 mod auth;
 mod authz;
 mod campaigns;
+mod end_to_end;
 mod health;
 mod helpers;
 mod import;
