@@ -136,7 +136,12 @@ pub(crate) fn tokens_in_mail(app: &TestApp) -> Vec<(String, String)> {
 /// Organisation `reference` on `cidr`, with one English-speaking security
 /// contact, advised of `hosts` (vulnerable unless said); the mail is sent
 /// and its link returned.
-async fn advise(app: &TestApp, reference: &str, cidr: &str, hosts: &[(&str, &str)]) -> Advised {
+pub(crate) async fn advise(
+    app: &TestApp,
+    reference: &str,
+    cidr: &str,
+    hosts: &[(&str, &str)],
+) -> Advised {
     let email = format!("sec@{}.no", reference.to_lowercase());
     let organisation = organisation(app, reference, cidr, &[(&email, "security", "en")]).await;
     push(app, hosts, MARCH_5).await;

@@ -5,6 +5,7 @@ mod advisory;
 mod attribution;
 mod auth;
 mod authz;
+mod browser;
 mod campaigns;
 mod end_to_end;
 mod health;
