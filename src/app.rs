@@ -128,7 +128,7 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
     if uri.path().starts_with("/api/") {
         crate::error::ApiError::NotFound("no such endpoint".to_owned()).into_response_owned()
     } else {
-        crate::web::error::page(axum::http::StatusCode::NOT_FOUND, None, &headers)
+        crate::web::not_found(&headers)
     }
 }
 

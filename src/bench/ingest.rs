@@ -64,6 +64,11 @@ pub(super) async fn start_server(settings: &Settings) -> anyhow::Result<Server> 
         .env("DATABASE_URL", settings.database_url.expose())
         .env("VARSEL_LISTEN", format!("127.0.0.1:{port}"))
         .env("VARSEL_RATE_LIMIT_PER_MINUTE", "0")
+        .env("VARSEL_PAGE_RATE_LIMIT_PER_MINUTE", "0")
+        .env(
+            "VARSEL_MAIL_DIR",
+            std::env::temp_dir().join("varsel-bench-mail"),
+        )
         .env(
             "VARSEL_INGEST_CHUNK_ROWS",
             settings.ingest_chunk_rows.to_string(),

@@ -3,6 +3,7 @@
 //! database (`<name>_bench`) on the configured server, dropped and recreated
 //! per run; making the data set needs no database.
 
+mod advisory;
 mod attribution;
 pub mod dataset;
 mod drafting;
@@ -59,6 +60,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         batch: usize,
     },
+    /// The advisory page of an organisation with 200 findings under a fixed
+    /// request rate from this process (open loop), against `/healthz` under
+    /// the same load.
+    Advisory {
+        /// Findings of the organisation.
+        #[arg(long, default_value_t = 200)]
+        findings: usize,
+        /// Requests per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Seconds of load (after 2 s of warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Sends N rendered advisories through the outbox to an SMTP server,
     /// then the same messages with bare loops (lettre's stock pooled
     /// transport, and the outbox's TCP_NODELAY pool) against the same server.
@@ -94,6 +109,11 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
             ingest::run(settings, &data, batch, parallel).await
         }
         BenchCommand::Drafting { data, batch } => drafting::run(settings, &data, batch).await,
+        BenchCommand::Advisory {
+            findings,
+            rate,
+            seconds,
+        } => advisory::run(settings, findings, rate, seconds).await,
         BenchCommand::Outbox {
             smtp,
             messages,

@@ -68,7 +68,8 @@ pub struct Notification {
     /// A [`NotificationStatus`]: `draft`, `approved`, `sent`,
     /// `acknowledged`, `resolved`, `no_contact` or `expired`.
     pub status: String,
-    /// Open findings it groups.
+    /// Findings it groups that count: open, still the organisation's, not
+    /// flagged a false positive.
     pub open_findings: i64,
     pub findings: i64,
     pub created_at: DateTime<Utc>,
@@ -81,6 +82,10 @@ pub struct Notification {
     pub link_expires_at: Option<DateTime<Utc>>,
     pub reminders_sent: i32,
     pub followups_sent: i32,
+    /// The advisory page's views: the first, the last, how many.
+    pub first_opened_at: Option<DateTime<Utc>>,
+    pub last_opened_at: Option<DateTime<Utc>>,
+    pub open_count: i32,
 }
 
 /// One entry of a notification's timeline.
@@ -91,7 +96,11 @@ pub struct TimelineEvent {
     /// `drafted`, `findings_added`, `approved`, `no_contact`, `mail_queued`,
     /// `recipient_unusable` (an address no mail server would take),
     /// `delivered`, `delivery_failed`, `reminder`, `update`, `followup`,
-    /// `realert`, `resolved`, `reopened`, `closing`, `expired`.
+    /// `realert`, `resolved`, `reopened`, `closing`, `expired`; from the
+    /// advisory page `opened` (the first view), `acknowledged`,
+    /// `reported_fixed`, `reported_false_positive`, `reported_not_ours`,
+    /// `compromise_reported`, `comment`, `contact_proposed`; and
+    /// `links_revoked`, `link_reissued`.
     pub kind: String,
     pub actor: String,
     #[schema(value_type = Object)]

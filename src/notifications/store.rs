@@ -24,7 +24,8 @@ const COLUMNS: &str = "n.id, n.campaign_id, n.organisation_id, o.ref AS organisa
          AND f.false_positive_until IS NULL) AS open_findings, \
      (SELECT count(*) FROM notification_findings nf WHERE nf.notification_id = n.id) AS findings, \
      n.created_at, n.approved_at, n.approved_by, n.mailed_at, n.sent_at, n.acknowledged_at, \
-     n.resolved_at, n.link_expires_at, n.reminders_sent, n.followups_sent";
+     n.resolved_at, n.link_expires_at, n.reminders_sent, n.followups_sent, \
+     n.first_opened_at, n.last_opened_at, n.open_count";
 
 /// Which notifications to list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

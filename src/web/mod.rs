@@ -20,8 +20,9 @@ pub mod page;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware;
+use axum::response::Response;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
@@ -33,6 +34,17 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                         form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The headers every page (and page error) carries.
+const PAGE_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
+    (
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+    ),
+];
+
 pub fn router() -> Router<AppState> {
     let pages = Router::new().merge(crate::advisory::routes::pages()).layer(
         SetResponseHeaderLayer::if_not_present(
@@ -40,27 +52,28 @@ pub fn router() -> Router<AppState> {
             HeaderValue::from_static("no-store"),
         ),
     );
-    Router::new()
+    let mut router = Router::new()
         .merge(pages)
         .merge(assets::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(middleware::from_fn(error::error_pages))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(PAGE_CSP),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-robots-tag"),
-            HeaderValue::from_static("noindex, nofollow"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("permissions-policy"),
-            HeaderValue::from_static(
-                "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-            ),
-        ))
+        .layer(middleware::from_fn(error::error_pages));
+    for (name, value) in PAGE_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+}
+
+/// The page for an address no surface has (the service's fallback for
+/// everything outside the API), with the pages' headers.
+pub fn not_found(headers: &HeaderMap) -> Response {
+    let mut response = error::page(StatusCode::NOT_FOUND, None, headers);
+    for (name, value) in PAGE_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }

@@ -312,19 +312,10 @@ async fn the_page_shows_the_advisory_and_only_the_organisations_own_findings() {
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 
     // Each view is an open; the first goes on the timeline.
-    let (first, last, count): (
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        i32,
-    ) = sqlx::query_as(
-        "SELECT first_opened_at, last_opened_at, open_count FROM notifications WHERE id = $1",
-    )
-    .bind(a.notification)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(count, 2);
-    assert!(first.is_some() && first <= last);
+    let n = notification_of(&app, a.organisation).await;
+    assert_eq!(n["open_count"], 2, "{n}");
+    assert!(n["first_opened_at"].is_string());
+    assert!(n["first_opened_at"].as_str() <= n["last_opened_at"].as_str());
     let kinds = timeline_kinds(&app, a.notification).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "opened").count(),
@@ -1017,7 +1008,9 @@ async fn pages_fail_as_html_and_the_api_as_problem_documents() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
     let request_id = page.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let page_headers = page.headers().clone();
     let html = page.text().await.unwrap();
+    assert_eq!(page_headers["x-robots-tag"], "noindex, nofollow");
     assert!(html.contains("Page not found"));
     assert!(html.contains(&request_id), "the page shows its request id");
     let api = app

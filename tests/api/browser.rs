@@ -144,6 +144,39 @@ impl Session {
         self.get("/url").await.as_str().unwrap().to_owned()
     }
 
+    /// Waits for the navigation a click started to reach a page whose
+    /// address contains `part` (a click returns before the next page has
+    /// loaded). Polled: the browser offers nothing to await.
+    async fn wait_for_url(&self, part: &str) {
+        for _ in 0..200 {
+            if self.url().await.contains(part) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the browser never got to a page with {part:?}: at {}",
+            self.url().await
+        );
+    }
+
+    /// The element matching `css`, once the page has one.
+    async fn wait_for(&self, css: &str) -> Element {
+        for _ in 0..200 {
+            let found = self
+                .post(
+                    "/elements",
+                    json!({ "using": "css selector", "value": css }),
+                )
+                .await;
+            if let Some(e) = found.as_array().and_then(|a| a.first()) {
+                return Element(element_id(e));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {css} appeared");
+    }
+
     async fn find(&self, css: &str) -> Element {
         let v = self
             .post("/element", json!({ "using": "css selector", "value": css }))
@@ -300,7 +333,7 @@ async fn the_advisory_page_works_in_chromium_on_a_phone() {
     browser
         .click(&browser.find("#compromise-form button").await)
         .await;
-    let error = browser.find("#phone-error").await;
+    let error = browser.wait_for("#phone-error").await;
     assert_eq!(browser.text(&error).await, "Må fylles ut.");
     let phone = browser.find("#phone").await;
     assert_eq!(
@@ -318,7 +351,7 @@ async fn the_advisory_page_works_in_chromium_on_a_phone() {
     browser
         .click(&browser.find("#acknowledge-form button").await)
         .await;
-    assert!(browser.url().await.contains("done=acknowledged"));
+    browser.wait_for_url("done=acknowledged").await;
     assert!(
         browser
             .text(&browser.find("#answered").await)
@@ -341,7 +374,7 @@ async fn the_advisory_page_works_in_chromium_on_a_phone() {
                 .await,
         )
         .await;
-    assert!(browser.url().await.contains("done=fixed"));
+    browser.wait_for_url("done=fixed").await;
     let note = browser
         .find(&format!("#finding-{} .finding-note", ids[0]))
         .await;
