@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::PgConnection;
 
 use super::access::{self, ClientAddr, Link};
 use super::answers::{self, Recorded};
@@ -27,8 +26,7 @@ use crate::web::form::FormFields;
 pub fn pages() -> Router<AppState> {
     Router::new()
         .route("/a/{token}", get(show).post(answer))
-        .route("/a/{token}/findings.csv", get(download_csv))
-        .route("/a/{token}/findings.json", get(download_json))
+        .route("/a/{token}/{file}", get(download))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,48 +142,32 @@ fn with_cookie(state: &AppState, csrf: &CsrfCookie, mut response: Response) -> R
     response
 }
 
-async fn download_csv(
-    State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    Path(token): Path<String>,
-) -> Result<Response, WebError> {
-    let now = state.clock.now();
-    let (mut conn, link) = open_link(&state, client, &token, now).await?;
-    let (ticket, findings) = download(&mut conn, &link).await?;
-    let csv = findings_csv(&findings).map_err(WebError::Internal)?;
-    Ok(attachment(
-        "text/csv; charset=utf-8",
-        &format!("{ticket}-findings.csv"),
-        csv,
-    ))
-}
-
-async fn download_json(
-    State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    Path(token): Path<String>,
-) -> Result<Response, WebError> {
-    let now = state.clock.now();
-    let (mut conn, link) = open_link(&state, client, &token, now).await?;
-    let (ticket, findings) = download(&mut conn, &link).await?;
-    let body = serde_json::to_vec_pretty(&serde_json::json!({
-        "ticket": ticket,
-        "findings": findings,
-    }))
-    .map_err(|e| WebError::Internal(e.into()))?;
-    Ok(attachment(
-        "application/json",
-        &format!("{ticket}-findings.json"),
-        body,
-    ))
-}
-
+/// `findings.csv` or `findings.json`: the organisation's findings as the
+/// page lists them.
 async fn download(
-    conn: &mut PgConnection,
-    link: &Link,
-) -> Result<(String, Vec<PageFinding>), WebError> {
-    let heading = view::heading(&mut *conn, link).await?;
-    Ok((heading.ticket, view::findings(conn, link).await?))
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    Path((token, file)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let now = state.clock.now();
+    let (mut conn, link) = open_link(&state, client, &token, now).await?;
+    let content_type = match file.as_str() {
+        "findings.csv" => "text/csv; charset=utf-8",
+        "findings.json" => "application/json",
+        _ => return Err(WebError::NotFound),
+    };
+    let ticket = view::heading(&mut conn, &link).await?.ticket;
+    let findings = view::findings(&mut conn, &link).await?;
+    let body = if file.ends_with(".csv") {
+        findings_csv(&findings).map_err(WebError::Internal)?
+    } else {
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "ticket": ticket,
+            "findings": findings,
+        }))
+        .map_err(|e| WebError::Internal(e.into()))?
+    };
+    Ok(attachment(content_type, &format!("{ticket}-{file}"), body))
 }
 
 fn attachment(content_type: &'static str, filename: &str, body: Vec<u8>) -> Response {

@@ -173,6 +173,19 @@ pub(crate) async fn advise(
     }
 }
 
+/// A on 192.0.2.0/24 and B on 198.51.100.0/24, one vulnerable host each.
+async fn two_organisations(app: &TestApp) -> (Advised, Advised) {
+    let a = advise(app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
+    let b = advise(
+        app,
+        "B",
+        "198.51.100.0/24",
+        &[("198.51.100.7", "vulnerable")],
+    )
+    .await;
+    (a, b)
+}
+
 async fn spawn_app() -> TestApp {
     spawn_app_with(|s| s.outbox_workers = 0).await
 }
@@ -188,7 +201,7 @@ async fn responses(app: &TestApp, notification: i64) -> Vec<Value> {
     body.as_array().unwrap().clone()
 }
 
-async fn finding_ids(app: &TestApp, organisation: i64) -> Vec<i64> {
+pub(crate) async fn finding_ids(app: &TestApp, organisation: i64) -> Vec<i64> {
     sqlx::query_scalar("SELECT id FROM findings WHERE organisation_id = $1 ORDER BY ip")
         .bind(organisation)
         .fetch_all(&app.pool)
@@ -327,14 +340,7 @@ async fn the_page_shows_the_advisory_and_only_the_organisations_own_findings() {
 #[tokio::test]
 async fn unknown_expired_and_revoked_links_get_the_same_plain_404() {
     let app = spawn_app().await;
-    let a = advise(&app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
-    let b = advise(
-        &app,
-        "B",
-        "198.51.100.0/24",
-        &[("198.51.100.7", "vulnerable")],
-    )
-    .await;
+    let (a, b) = two_organisations(&app).await;
     let browser = Browser::new(&app);
     let unknown = browser.get(&format!("/a/{}", "0".repeat(64))).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -451,14 +457,7 @@ async fn acknowledging_stops_reminders_and_a_double_submit_records_one_answer() 
 #[tokio::test]
 async fn forms_without_a_valid_csrf_token_are_refused_and_record_nothing() {
     let app = spawn_app().await;
-    let a = advise(&app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
-    let b = advise(
-        &app,
-        "B",
-        "198.51.100.0/24",
-        &[("198.51.100.7", "vulnerable")],
-    )
-    .await;
+    let (a, b) = two_organisations(&app).await;
     let browser = Browser::new(&app);
     let page = browser.get(&format!("/a/{}", a.token)).await;
     let submission = page.hidden("submission");

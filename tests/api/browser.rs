@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::advisory::advise;
+use crate::advisory::{advise, finding_ids};
 use crate::helpers::spawn_app_with;
 use crate::smtp::free_port;
 
@@ -358,12 +358,7 @@ async fn the_advisory_page_works_in_chromium_on_a_phone() {
             .await
             .contains("Mottatt bekreftet")
     );
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM findings WHERE organisation_id = $1 ORDER BY ip")
-            .bind(a.organisation)
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let ids = finding_ids(&app, a.organisation).await;
     browser
         .click(&browser.find(&format!("#select-{}", ids[0])).await)
         .await;
