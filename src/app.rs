@@ -20,6 +20,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::advisory::page::CampaignCache;
 use crate::attribution::Attributor;
 use crate::auth::{ClientRateLimiter, SharedRateLimiter};
 use crate::clock::Clock;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Who mail is from and where it goes; the outbox sends with it.
     pub mailer: Arc<Mailer>,
+    /// The advisory pages' rendering of each campaign.
+    pub campaign_pages: Arc<CampaignCache>,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             attributor: Arc::new(Attributor::new()),
             metrics: Arc::new(Metrics::new()?),
             clock: Clock::system(),
+            campaign_pages: Arc::default(),
         })
     }
 }

@@ -18,7 +18,8 @@ use crate::notifications::texts::MailLanguage;
 use crate::notifications::tokens;
 use crate::web::error::WebError;
 
-/// A live link and the notification it opens.
+/// A live link and the notification it opens, with what the page heads
+/// with (read in the same query: every request of the page needs them).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Link {
     pub link_id: i64,
@@ -28,6 +29,13 @@ pub struct Link {
     pub expires_at: DateTime<Utc>,
     /// The language of the mail that carried the link.
     pub mail_language: Option<String>,
+    pub ticket: String,
+    pub organisation_name: String,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When the campaign was last changed, and its latest update: what the
+    /// page's rendering of the campaign is valid for.
+    pub campaign_changed_at: DateTime<Utc>,
+    pub campaign_update_id: i64,
 }
 
 impl Link {
@@ -93,8 +101,15 @@ pub async fn resolve(
 ) -> Result<Link, WebError> {
     sqlx::query_as(
         "SELECT t.id AS link_id, t.notification_id, n.organisation_id, n.campaign_id, t.expires_at,
-                (SELECT d.language FROM deliveries d WHERE d.link_token_id = t.id LIMIT 1) AS mail_language
-           FROM notification_tokens t JOIN notifications n ON n.id = t.notification_id
+                (SELECT d.language FROM deliveries d WHERE d.link_token_id = t.id LIMIT 1) AS mail_language,
+                n.ticket, o.name AS organisation_name, n.acknowledged_at,
+                c.updated_at AS campaign_changed_at,
+                (SELECT coalesce(max(u.id), 0) FROM campaign_updates u
+                  WHERE u.campaign_id = n.campaign_id) AS campaign_update_id
+           FROM notification_tokens t
+           JOIN notifications n ON n.id = t.notification_id
+           JOIN organisations o ON o.id = n.organisation_id
+           JOIN campaigns c ON c.id = n.campaign_id
           WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
     )
     .bind(tokens::hash(token))

@@ -4,6 +4,9 @@
 //! forms (with their CSRF token, a fresh submission nonce, and on a
 //! failed post the values sent and the errors by field).
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use askama::Template;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -15,6 +18,7 @@ use super::texts::PageWords;
 use super::view::{self, PageFinding, Recheck};
 use crate::app::AppState;
 use crate::campaigns::markdown::to_html;
+use crate::campaigns::model::{Campaign, CampaignUpdate};
 use crate::notifications::texts::MailLanguage;
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
@@ -137,16 +141,11 @@ struct AdvisoryPage<'a> {
     lang: &'static str,
     /// The page's own address, `/a/{token}`.
     base: String,
-    ticket: String,
-    organisation: String,
+    ticket: &'a str,
+    organisation: &'a str,
     acknowledged_at: Option<String>,
     link_expires: String,
-    tlp_label: String,
-    tlp_class: &'static str,
-    tlp_wording: &'static str,
-    title: String,
-    sections: Vec<Section>,
-    updates: Vec<UpdateView>,
+    campaign: &'a RenderedCampaign,
     findings: Vec<FindingView>,
     any_answerable: bool,
     history: Vec<HistoryLine>,
@@ -207,7 +206,7 @@ fn finding_view(
     });
     FindingView {
         id: f.id,
-        ip: f.ip.clone(),
+        ip: f.ip.to_string(),
         port: format!("{}/{}", f.port, f.protocol),
         check: f.check_id.clone(),
         state: mw.state(&f.state),
@@ -234,29 +233,65 @@ fn nonce() -> String {
     hex::encode(bytes)
 }
 
-/// The page for `link`, in `language`.
-#[allow(clippy::too_many_arguments)]
-pub async fn render(
-    state: &AppState,
-    conn: &mut PgConnection,
-    link: &Link,
-    token: &str,
+/// The campaign as its pages show it in one language: rendered once per
+/// version of the campaign (its last change, its latest update), not per
+/// view.
+pub struct RenderedCampaign {
+    version: (DateTime<Utc>, i64),
+    title: String,
+    tlp_label: String,
+    tlp_class: &'static str,
+    tlp_wording: &'static str,
+    sections: Vec<Section>,
+    updates: Vec<UpdateView>,
+}
+
+/// Each campaign's rendering, by language; one per serving instance.
+#[derive(Default)]
+pub struct CampaignCache(RwLock<HashMap<(i64, MailLanguage), Arc<RenderedCampaign>>>);
+
+impl CampaignCache {
+    /// The campaign of `link` in `language`, rendered anew if it changed.
+    async fn get(
+        &self,
+        conn: &mut PgConnection,
+        link: &Link,
+        language: MailLanguage,
+    ) -> Result<Arc<RenderedCampaign>, WebError> {
+        let key = (link.campaign_id, language);
+        let version = (link.campaign_changed_at, link.campaign_update_id);
+        let cached = self
+            .0
+            .read()
+            .map_err(|_| WebError::Internal(anyhow::anyhow!("the campaign cache is poisoned")))?
+            .get(&key)
+            .filter(|c| c.version == version)
+            .cloned();
+        if let Some(rendered) = cached {
+            return Ok(rendered);
+        }
+        let campaign = crate::campaigns::store::fetch(&mut *conn, link.campaign_id).await?;
+        let updates = crate::campaigns::store::updates(&mut *conn, link.campaign_id).await?;
+        let rendered = Arc::new(render_campaign(&campaign, &updates, language, version));
+        self.0
+            .write()
+            .map_err(|_| WebError::Internal(anyhow::anyhow!("the campaign cache is poisoned")))?
+            .insert(key, rendered.clone());
+        Ok(rendered)
+    }
+}
+
+fn render_campaign(
+    campaign: &Campaign,
+    updates: &[CampaignUpdate],
     language: MailLanguage,
-    csrf: &CsrfCookie,
-    findings: &[PageFinding],
-    page_state: PageState,
-    now: DateTime<Utc>,
-) -> Result<Response, WebError> {
+    version: (DateTime<Utc>, i64),
+) -> RenderedCampaign {
     let w = PageWords::of(language);
-    let heading = view::heading(&mut *conn, link).await?;
-    let campaign = crate::campaigns::store::fetch(&mut *conn, link.campaign_id).await?;
-    let updates = crate::campaigns::store::updates(&mut *conn, link.campaign_id).await?;
-    let history = view::history(&mut *conn, link).await?;
     let text = match language {
         MailLanguage::Nb => &campaign.nb,
         MailLanguage::En => &campaign.en,
     };
-    let mw = language.words();
     let sections = [
         (w.summary, &text.summary),
         (w.impact, &text.impact),
@@ -274,30 +309,21 @@ pub async fn render(
     let updates = updates
         .iter()
         .map(|u| UpdateView {
-            label: format!("{} {}", mw.update_label, language.datetime(u.posted_at)),
+            label: format!(
+                "{} {}",
+                language.words().update_label,
+                language.datetime(u.posted_at)
+            ),
             html: match language {
                 MailLanguage::Nb => u.body_html_nb.clone(),
                 MailLanguage::En => u.body_html_en.clone(),
             },
         })
         .collect();
-    let findings: Vec<FindingView> = findings
-        .iter()
-        .map(|f| finding_view(f, language, w, now))
-        .collect();
     let tlp = campaign.tlp;
-    let page = AdvisoryPage {
-        layout: Layout::new(
-            language.code(),
-            format!("{} · {}", heading.ticket, text.title),
-        ),
-        w,
-        lang: language.code(),
-        base: format!("/a/{token}"),
-        ticket: heading.ticket,
-        organisation: heading.organisation_name,
-        acknowledged_at: heading.acknowledged_at.map(|t| language.datetime(t)),
-        link_expires: language.datetime(link.expires_at),
+    RenderedCampaign {
+        version,
+        title: text.title.clone(),
         tlp_label: tlp.label(),
         tlp_class: match tlp.as_str() {
             "RED" => "tlp-red",
@@ -306,9 +332,44 @@ pub async fn render(
             _ => "tlp-clear",
         },
         tlp_wording: tlp.wording(language.language()),
-        title: text.title.clone(),
         sections,
         updates,
+    }
+}
+
+/// The page for `link`, in `language`.
+#[allow(clippy::too_many_arguments)]
+pub async fn render(
+    state: &AppState,
+    conn: &mut PgConnection,
+    link: &Link,
+    token: &str,
+    language: MailLanguage,
+    csrf: &CsrfCookie,
+    findings: &[PageFinding],
+    page_state: PageState,
+    now: DateTime<Utc>,
+) -> Result<Response, WebError> {
+    let w = PageWords::of(language);
+    let campaign = state.campaign_pages.get(&mut *conn, link, language).await?;
+    let history = view::history(&mut *conn, link).await?;
+    let findings: Vec<FindingView> = findings
+        .iter()
+        .map(|f| finding_view(f, language, w, now))
+        .collect();
+    let page = AdvisoryPage {
+        layout: Layout::new(
+            language.code(),
+            format!("{} · {}", link.ticket, campaign.title),
+        ),
+        w,
+        lang: language.code(),
+        base: format!("/a/{token}"),
+        ticket: &link.ticket,
+        organisation: &link.organisation_name,
+        acknowledged_at: link.acknowledged_at.map(|t| language.datetime(t)),
+        link_expires: language.datetime(link.expires_at),
+        campaign: &campaign,
         any_answerable: findings.iter().any(|f| f.answerable),
         findings,
         history: history

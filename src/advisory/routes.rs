@@ -156,7 +156,7 @@ async fn download(
         "findings.json" => "application/json",
         _ => return Err(WebError::NotFound),
     };
-    let ticket = view::heading(&mut conn, &link).await?.ticket;
+    let ticket = &link.ticket;
     let findings = view::findings(&mut conn, &link).await?;
     let body = if file.ends_with(".csv") {
         findings_csv(&findings).map_err(WebError::Internal)?
@@ -211,8 +211,9 @@ fn findings_csv(findings: &[PageFinding]) -> anyhow::Result<Vec<u8>> {
     ])?;
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
     for f in findings {
+        let ip = f.ip.to_string();
         w.write_record([
-            f.ip.as_str(),
+            ip.as_str(),
             &f.port.to_string(),
             &f.protocol,
             &cell(&f.check_id),

@@ -8,7 +8,7 @@ use super::model::MailKind;
 use crate::registry::model::Language;
 
 /// The two languages mails are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MailLanguage {
     Nb,
     En,

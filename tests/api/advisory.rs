@@ -1029,3 +1029,38 @@ async fn pages_fail_as_html_and_the_api_as_problem_documents() {
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(wrong_method.text().await.unwrap().contains("<html"));
 }
+
+#[tokio::test]
+async fn campaign_updates_appear_on_the_page_newest_first() {
+    let app = spawn_app().await;
+    let a = advise(&app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
+    let browser = Browser::new(&app);
+    let before = browser.get(&format!("/a/{}", a.token)).await;
+    assert!(!before.html.contains(r#"id="campaign-updates""#));
+    let campaign = notification_of(&app, a.organisation).await["campaign_id"].clone();
+    for (nb, en) in [
+        ("Første oppdatering.", "First update."),
+        (
+            "**Andre:** webshell sett <script>alert(1)</script>",
+            "**Second:** web shells seen <script>alert(1)</script>",
+        ),
+    ] {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/campaigns/{campaign}/updates"),
+                &app.admin,
+                json!({ "body_nb": nb, "body_en": en }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        app.state.clock.advance(chrono::Duration::hours(1));
+    }
+    app.run_jobs().await;
+    let page = browser.get(&format!("/a/{}", a.token)).await;
+    let html = &page.html;
+    assert!(html.contains(r#"id="campaign-updates""#));
+    let second = html.find("<strong>Second:</strong> web shells seen").expect("rendered Markdown");
+    let first = html.find("First update.").expect("the first update");
+    assert!(second < first, "newest first");
+    assert!(!html.contains("<script>alert(1)</script>"), "sanitised");
+}
