@@ -87,21 +87,24 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(crate::web::router())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let request_id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id)
-            }),
-        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            let path = loggable_path(req.uri().path());
+            tracing::info_span!("request", method = %req.method(), uri = %path, request_id)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| {
-            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response_owned()
+            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
+                .into_response_owned()
         }))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -124,6 +127,18 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .with_state(state)
+}
+
+/// A request's path as logs may show it: an advisory link's token is a
+/// credential, so it never reaches a log.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/a/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("/a/{{token}}/{tail}").into(),
+            None => "/a/{token}".into(),
+        },
+        None => path.into(),
+    }
 }
 
 /// The API answers an unknown endpoint with a problem document; anything
@@ -276,5 +291,19 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advisory_tokens_never_reach_the_log() {
+        let token = "ab".repeat(32);
+        assert_eq!(super::loggable_path(&format!("/a/{token}")), "/a/{token}");
+        assert_eq!(
+            super::loggable_path(&format!("/a/{token}/findings.csv")),
+            "/a/{token}/findings.csv"
+        );
+        assert_eq!(super::loggable_path("/api/v1/findings"), "/api/v1/findings");
     }
 }

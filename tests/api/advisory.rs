@@ -1059,7 +1059,9 @@ async fn campaign_updates_appear_on_the_page_newest_first() {
     let page = browser.get(&format!("/a/{}", a.token)).await;
     let html = &page.html;
     assert!(html.contains(r#"id="campaign-updates""#));
-    let second = html.find("<strong>Second:</strong> web shells seen").expect("rendered Markdown");
+    let second = html
+        .find("<strong>Second:</strong> web shells seen")
+        .expect("rendered Markdown");
     let first = html.find("First update.").expect("the first update");
     assert!(second < first, "newest first");
     assert!(!html.contains("<script>alert(1)</script>"), "sanitised");
