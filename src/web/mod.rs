@@ -41,7 +41,7 @@ const PAGE_HEADERS: [(HeaderName, &str); 4] = [
     (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
     (
         HeaderName::from_static("permissions-policy"),
-        "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+        "camera=(), microphone=(), geolocation=()",
     ),
 ];
 
