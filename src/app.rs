@@ -217,6 +217,7 @@ impl Application {
         );
         let outbox = (self.state.settings.outbox_workers > 0)
             .then(|| tokio::spawn(Outbox::new(&self.state).run(cancel.clone())));
+        tokio::spawn(forget_idle_clients(self.state.clone(), cancel.clone()));
         let (tx, rx) = tokio::sync::watch::channel(false);
         let stop_on_signal = cancel.clone();
         let app = router(self.state.clone());
@@ -263,6 +264,22 @@ impl Application {
             }
         }
         result
+    }
+}
+
+/// The rate limits of this instance forget clients whose budget is full
+/// again, every few minutes, so a flood of distinct addresses does not
+/// keep memory.
+async fn forget_idle_clients(state: AppState, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                state.page_rate_limiter.forget_idle();
+                state.rate_limiter.forget_idle();
+            }
+            () = cancel.cancelled() => return,
+        }
     }
 }
 

@@ -29,7 +29,8 @@ impl<K: Hash + Eq + Clone> KeyedRateLimit<K> {
     }
 
     /// Forgets keys whose budget is full again, so that a flood of
-    /// distinct addresses does not keep memory (housekeeping calls this).
+    /// distinct addresses does not keep memory (the server calls this every
+    /// few minutes).
     pub fn forget_idle(&self) {
         if let Some(limiter) = &self.0 {
             limiter.retain_recent();

@@ -11,7 +11,6 @@ pub async fn run(state: &AppState) -> anyhow::Result<()> {
         .bind(state.clock.now() - chrono::Duration::hours(IDEMPOTENCY_KEY_TTL_HOURS))
         .execute(&state.pool)
         .await?;
-    state.page_rate_limiter.forget_idle();
     if state.settings.retention_days > 0 {
         let dropped = crate::ingest::store::drop_expired_partitions(
             &state.pool,

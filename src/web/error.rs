@@ -45,6 +45,7 @@ impl From<crate::domain::DomainError> for WebError {
             DomainError::Invalid { field, detail } => {
                 WebError::BadRequest(format!("{field}: {detail}"))
             }
+            DomainError::Conflict { detail, .. } => WebError::BadRequest(detail),
             other => WebError::Internal(other.into()),
         }
     }
