@@ -173,6 +173,27 @@ pub(crate) async fn advise(
     }
 }
 
+/// A with one vulnerable host: its finding's id, and its page open in a
+/// browser.
+async fn one_host_open(app: &TestApp) -> (Advised, String, Browser, Shown) {
+    let a = advise(app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
+    let id = finding_ids(app, a.organisation).await[0].to_string();
+    let browser = Browser::new(app);
+    let page = browser.get(&format!("/a/{}", a.token)).await;
+    (a, id, browser, page)
+}
+
+/// A with 192.0.2.10 vulnerable and 192.0.2.11 compromised.
+pub(crate) async fn vulnerable_and_compromised(app: &TestApp) -> Advised {
+    advise(
+        app,
+        "A",
+        "192.0.2.0/24",
+        &[("192.0.2.10", "vulnerable"), ("192.0.2.11", "compromised")],
+    )
+    .await
+}
+
 /// A on 192.0.2.0/24 and B on 198.51.100.0/24, one vulnerable host each.
 async fn two_organisations(app: &TestApp) -> (Advised, Advised) {
     let a = advise(app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
@@ -220,13 +241,7 @@ fn without_request_id(html: &str) -> String {
 #[tokio::test]
 async fn the_page_shows_the_advisory_and_only_the_organisations_own_findings() {
     let app = spawn_app().await;
-    let a = advise(
-        &app,
-        "A",
-        "192.0.2.0/24",
-        &[("192.0.2.10", "vulnerable"), ("192.0.2.11", "compromised")],
-    )
-    .await;
+    let a = vulnerable_and_compromised(&app).await;
     let b = advise(
         &app,
         "B",
@@ -611,10 +626,7 @@ async fn fixed_requests_a_recheck_that_scanners_list_and_the_rescan_settles() {
 #[tokio::test]
 async fn a_false_positive_needs_a_reason_and_keeps_the_finding_out_of_counts_until_it_expires() {
     let app = spawn_app().await;
-    let a = advise(&app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
-    let id = finding_ids(&app, a.organisation).await[0].to_string();
-    let browser = Browser::new(&app);
-    let page = browser.get(&format!("/a/{}", a.token)).await;
+    let (a, id, browser, page) = one_host_open(&app).await;
     let no_reason = browser
         .submit(
             &page,
@@ -735,10 +747,7 @@ async fn not_ours_puts_the_finding_back_into_triage_for_good() {
 #[tokio::test]
 async fn reporting_compromise_raises_an_escalation_analysts_take_and_close() {
     let app = spawn_app().await;
-    let a = advise(&app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
-    let id = finding_ids(&app, a.organisation).await[0].to_string();
-    let browser = Browser::new(&app);
-    let page = browser.get(&format!("/a/{}", a.token)).await;
+    let (a, id, browser, page) = one_host_open(&app).await;
     let bad = browser
         .submit(
             &page,
@@ -936,13 +945,7 @@ async fn comments_and_proposed_contacts_are_recorded_and_analysts_confirm_contac
 #[tokio::test]
 async fn the_findings_download_as_csv_and_json() {
     let app = spawn_app().await;
-    let a = advise(
-        &app,
-        "A",
-        "192.0.2.0/24",
-        &[("192.0.2.10", "vulnerable"), ("192.0.2.11", "compromised")],
-    )
-    .await;
+    let a = vulnerable_and_compromised(&app).await;
     let browser = Browser::new(&app);
     let csv = browser.get(&format!("/a/{}/findings.csv", a.token)).await;
     assert_eq!(csv.status, StatusCode::OK);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::advisory::{advise, finding_ids};
+use crate::advisory::{finding_ids, vulnerable_and_compromised};
 use crate::helpers::spawn_app_with;
 use crate::smtp::free_port;
 
@@ -276,13 +276,7 @@ fn element_id(v: &Value) -> String {
 #[tokio::test]
 async fn the_advisory_page_works_in_chromium_on_a_phone() {
     let app = spawn_app_with(|s| s.outbox_workers = 0).await;
-    let a = advise(
-        &app,
-        "A",
-        "192.0.2.0/24",
-        &[("192.0.2.10", "vulnerable"), ("192.0.2.11", "compromised")],
-    )
-    .await;
+    let a = vulnerable_and_compromised(&app).await;
     let driver = Driver::start().await;
     let browser = driver.session().await;
     let page = format!("{}/a/{}", app.base, a.token);
