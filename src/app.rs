@@ -40,6 +40,8 @@ pub struct AppState {
     pub rate_limiter: SharedRateLimiter,
     /// Advisory page requests per client address.
     pub page_rate_limiter: Arc<KeyedRateLimit<IpAddr>>,
+    /// Dashboard login attempts per client address.
+    pub login_rate_limiter: Arc<KeyedRateLimit<IpAddr>>,
     /// Business time; tests move it forward.
     pub clock: Clock,
     /// Who mail is from and where it goes; the outbox sends with it.
@@ -55,6 +57,7 @@ impl AppState {
             mailer: Arc::new(Mailer::from_settings(&settings)?),
             rate_limiter: Arc::new(ClientRateLimiter::new(settings.rate_limit_per_minute)),
             page_rate_limiter: Arc::new(KeyedRateLimit::new(settings.page_rate_limit_per_minute)),
+            login_rate_limiter: Arc::new(KeyedRateLimit::new(settings.login_rate_limit_per_minute)),
             settings: Arc::new(settings),
             attributor: Arc::new(Attributor::new()),
             metrics: Arc::new(Metrics::new()?),
@@ -276,6 +279,7 @@ async fn forget_idle_clients(state: AppState, cancel: CancellationToken) {
         tokio::select! {
             _ = every.tick() => {
                 state.page_rate_limiter.forget_idle();
+                state.login_rate_limiter.forget_idle();
                 state.rate_limiter.forget_idle();
             }
             () = cancel.cancelled() => return,

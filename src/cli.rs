@@ -29,6 +29,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the dashboard's operators.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Import the registry from files.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -64,6 +67,20 @@ pub enum TokenCommand {
     List,
     /// Revoke an API client's token.
     Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an operator. The password is asked for (twice, not echoed) on a
+    /// terminal, or read as the first line of standard input; never an
+    /// argument, which other users could see.
+    Add {
+        email: String,
+        #[arg(long, value_enum)]
+        role: crate::dashboard::operators::Role,
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(cmd) => token(settings, cmd).await,
+        Command::User(cmd) => user(settings, cmd).await,
         Command::Import(cmd) => crate::registry::import::cli::run(settings, cmd).await,
         Command::Lookup { ip, at, asn } => {
             let pool = crate::db::connect(&settings).await?;
@@ -142,6 +160,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Campaign(cmd) => campaign(settings, cmd).await,
         Command::Bench(cmd) => crate::bench::run(settings, cmd).await,
+    }
+}
+
+async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Add { email, role, name } = cmd;
+    let password = read_password()?;
+    let pool = crate::db::connect(&settings).await?;
+    crate::db::migrate(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    let id = crate::dashboard::operators::create(
+        &mut conn,
+        &Actor::Cli,
+        &email,
+        name.as_deref(),
+        role,
+        &password,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("operator {id} added ({})", role.as_str());
+    Ok(())
+}
+
+/// A new password: from a prompt on a terminal (asked twice), else the
+/// first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
 }
 

@@ -116,6 +116,16 @@ pub struct Settings {
     /// How long an organisation's "false positive" keeps a finding out of
     /// reminders and counts.
     pub false_positive_days: u32,
+    /// A dashboard session ends after this long without a request…
+    pub session_idle_minutes: u32,
+    /// …and this long after login, however active.
+    pub session_max_hours: u32,
+    /// Login attempts per minute per client address; 0 disables the limit.
+    pub login_rate_limit_per_minute: u32,
+    /// Wrong passwords in a row that lock an account…
+    pub login_max_failures: u32,
+    /// …for this long.
+    pub login_lock_minutes: u32,
 }
 
 impl Default for Settings {
@@ -155,6 +165,11 @@ impl Default for Settings {
             link_secret: None,
             page_rate_limit_per_minute: 120,
             false_positive_days: 90,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            login_rate_limit_per_minute: 10,
+            login_max_failures: 5,
+            login_lock_minutes: 15,
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum Actor {
     System,
     /// An organisation, answering on its advisory page.
     Organisation { id: i64 },
+    /// A person logged in to the dashboard.
+    Operator { id: i64, email: String },
 }
 
 impl fmt::Display for Actor {
@@ -29,6 +31,7 @@ impl fmt::Display for Actor {
             Actor::Import(channel) => write!(f, "import:{channel}"),
             Actor::System => f.write_str("system"),
             Actor::Organisation { id } => write!(f, "organisation:{id}"),
+            Actor::Operator { id, email } => write!(f, "operator:{id}:{email}"),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! (`campaigns`, `notifications`), and what Varsel sends leaves through the
 //! e-mail outbox (`mail`). Each organisation reads and answers its
 //! advisory on a private page (`advisory`), served by the HTML edge
-//! (`web`).
+//! (`web`), which the analysts' dashboard (`dashboard`) shares.
 
 pub mod advisory;
 pub mod app;
@@ -18,6 +18,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod domain;
 pub mod error;

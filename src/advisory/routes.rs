@@ -79,16 +79,20 @@ async fn answer(
     ClientAddr(client): ClientAddr,
     Path(token): Path<String>,
     Query(q): Query<PageQuery>,
+    headers: axum::http::HeaderMap,
     csrf: CsrfCookie,
     form: FormFields,
 ) -> Result<Response, WebError> {
     let now = state.clock.now();
     let (mut conn, link) = open_link(&state, client, &token, now).await?;
-    if !csrf.verify(
-        &state.settings.link_secret(),
-        &link.csrf_scope(),
-        form.get(csrf::FIELD),
-    ) {
+    // The page's `no-referrer` makes its forms send `Origin: null`.
+    if !csrf::same_origin(&headers, true)
+        || !csrf.verify(
+            &state.settings.link_secret(),
+            &link.csrf_scope(),
+            form.get(csrf::FIELD),
+        )
+    {
         return Err(WebError::Csrf);
     }
     let submission = form

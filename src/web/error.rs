@@ -21,6 +21,9 @@ pub enum WebError {
     /// are off).
     #[error("the form's security token is missing or wrong")]
     Csrf,
+    /// The operator's role does not allow this.
+    #[error("not allowed")]
+    Forbidden,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
@@ -57,13 +60,15 @@ impl From<crate::domain::DomainError> for WebError {
 struct ErrorPage {
     /// Shown for 4xx only.
     detail: Option<String>,
+    /// A form refused for its CSRF token (a 403 of its own words).
+    csrf: bool,
 }
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let status = match &self {
             WebError::NotFound => StatusCode::NOT_FOUND,
-            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Csrf | WebError::Forbidden => StatusCode::FORBIDDEN,
             WebError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,8 +82,9 @@ impl IntoResponse for WebError {
             WebError::UnsupportedMediaType => Some(self.to_string()),
             _ => None,
         };
+        let csrf = matches!(self, WebError::Csrf);
         let mut response = status.into_response();
-        response.extensions_mut().insert(ErrorPage { detail });
+        response.extensions_mut().insert(ErrorPage { detail, csrf });
         if let WebError::RateLimited { retry_after_secs } = self {
             response
                 .headers_mut()
@@ -100,8 +106,15 @@ struct ErrorTemplate<'a> {
 }
 
 /// Headings and explanations, in Bokmål and English.
-fn words(status: StatusCode) -> ((&'static str, &'static str), (&'static str, &'static str)) {
+fn words(
+    status: StatusCode,
+    csrf: bool,
+) -> ((&'static str, &'static str), (&'static str, &'static str)) {
     match status.as_u16() {
+        403 if !csrf => (
+            ("Ingen tilgang", "Rollen din gir ikke lov til dette."),
+            ("Not allowed", "Your role does not allow this."),
+        ),
         404 => (
             (
                 "Siden finnes ikke",
@@ -145,11 +158,15 @@ fn words(status: StatusCode) -> ((&'static str, &'static str), (&'static str, &'
 
 /// The error page for `status`, with the request id from `headers`.
 pub fn page(status: StatusCode, detail: Option<&str>, headers: &HeaderMap) -> Response {
+    page_of(status, detail, true, headers)
+}
+
+fn page_of(status: StatusCode, detail: Option<&str>, csrf: bool, headers: &HeaderMap) -> Response {
     let request_id = headers
         .get(crate::app::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    let (nb, en) = words(status);
+    let (nb, en) = words(status, csrf);
     let template = ErrorTemplate {
         layout: super::page::Layout::new("nb", format!("{} · {}", nb.0, en.0)),
         status: status.as_u16(),
@@ -192,8 +209,9 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
         return response;
     }
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let csrf = error_page.as_ref().is_none_or(|p| p.csrf);
     let detail = error_page.and_then(|p| p.detail);
-    let mut page = page(status, detail.as_deref(), &headers);
+    let mut page = page_of(status, detail.as_deref(), csrf, &headers);
     if let Some(v) = retry_after {
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }

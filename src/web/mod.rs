@@ -1,11 +1,12 @@
 //! The HTML edge, built once for every page surface (the organisations'
-//! advisory pages now, the analysts' dashboard next), beside the API's:
+//! advisory pages and the analysts' dashboard), beside the API's:
 //!
 //! - [`router`] merges the surfaces' page routes and the static assets
 //!   under the headers pages need: a strict CSP (nothing but this origin's
 //!   own stylesheet; no scripts, no frames, forms only to itself),
 //!   `Referrer-Policy: no-referrer` (an advisory link must never leak in a
-//!   Referer), `X-Robots-Tag: noindex`, no caching of pages;
+//!   Referer; the dashboard's is `same-origin`), `X-Robots-Tag: noindex`,
+//!   no caching of pages;
 //! - [`error`]: HTML error pages with the request id and nothing internal;
 //! - [`page`]: the layout every page extends, rendered without unwrapping;
 //! - [`csrf`]: tokens for every form; [`form`]: form bodies and the field
@@ -34,10 +35,13 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
                         form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The headers every page (and page error) carries.
-const PAGE_HEADERS: [(HeaderName, &str); 4] = [
+/// The headers every page (and page error) carries. Each surface sets its
+/// own referrer policy: `no-referrer` where the address itself is a
+/// credential (the advisory pages, and by default), `same-origin` on the
+/// dashboard, whose form posts then carry a real `Origin` to check (with
+/// `no-referrer` a browser sends `Origin: null`).
+const PAGE_HEADERS: [(HeaderName, &str); 3] = [
     (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
-    (header::REFERRER_POLICY, "no-referrer"),
     (HeaderName::from_static("x-robots-tag"), "noindex, nofollow"),
     (
         HeaderName::from_static("permissions-policy"),
@@ -46,17 +50,28 @@ const PAGE_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 pub fn router() -> Router<AppState> {
-    let pages = Router::new().merge(crate::advisory::routes::pages()).layer(
-        SetResponseHeaderLayer::if_not_present(
+    let referrer = |policy: &'static str| {
+        SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static(policy),
+        )
+    };
+    let pages = Router::new()
+        .merge(crate::advisory::routes::pages().layer(referrer("no-referrer")))
+        .merge(crate::dashboard::routes::pages().layer(referrer("same-origin")))
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
-        ),
-    );
+        ));
     let mut router = Router::new()
         .merge(pages)
         .merge(assets::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(middleware::from_fn(error::error_pages));
+        .layer(middleware::from_fn(error::error_pages))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
     for (name, value) in PAGE_HEADERS {
         router = router.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -70,7 +85,8 @@ pub fn router() -> Router<AppState> {
 /// everything outside the API), with the pages' headers.
 pub fn not_found(headers: &HeaderMap) -> Response {
     let mut response = error::page(StatusCode::NOT_FOUND, None, headers);
-    for (name, value) in PAGE_HEADERS {
+    let referrer = (header::REFERRER_POLICY, "no-referrer");
+    for (name, value) in PAGE_HEADERS.into_iter().chain([referrer]) {
         response
             .headers_mut()
             .insert(name, HeaderValue::from_static(value));

@@ -15,6 +15,9 @@ pub struct Layout {
     pub title: String,
     /// The stylesheet, by an address that changes with its content.
     pub css: &'static str,
+    /// The page's referrer policy, repeated in a `<meta>` (the surface's
+    /// header says the same).
+    pub referrer: &'static str,
 }
 
 impl Layout {
@@ -23,6 +26,16 @@ impl Layout {
             lang,
             title: title.into(),
             css: super::assets::url("varsel.css"),
+            referrer: "no-referrer",
+        }
+    }
+
+    /// A dashboard page's: `same-origin`, so that its forms send their
+    /// `Origin` (see `web::csrf::same_origin`).
+    pub fn dashboard(title: impl Into<String>) -> Self {
+        Self {
+            referrer: "same-origin",
+            ..Self::new("en", title)
         }
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::advisory::{finding_ids, vulnerable_and_compromised};
+use crate::dashboard::{PASSWORD, add_user};
 use crate::helpers::spawn_app_with;
 use crate::smtp::free_port;
 
@@ -391,5 +392,37 @@ async fn a_dead_link_shows_chromium_the_plain_not_found_page() {
     // Styled like every page, the stylesheet allowed by the CSP.
     let body = browser.find("body").await;
     assert_eq!(browser.css(&body, "margin-top").await, "0px");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_operator_logs_in_and_out_of_the_dashboard_in_chromium() {
+    let app = spawn_app_with(|s| s.outbox_workers = 0).await;
+    let added = add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD);
+    assert!(added.status.success());
+    let driver = Driver::start().await;
+    let browser = driver.session().await;
+    // The dashboard sends a browser that is not logged in to the login page.
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.wait_for_url("/login?next=%2F").await;
+    browser
+        .type_into(&browser.find("#email").await, "kari@ncsc.example.no")
+        .await;
+    browser
+        .type_into(&browser.find("#password").await, PASSWORD)
+        .await;
+    browser
+        .click(&browser.find("#login-form button").await)
+        .await;
+    let heading = browser.wait_for("main h1").await;
+    assert_eq!(browser.text(&heading).await, "Overview");
+    assert!(!browser.url().await.contains("login"));
+    // Logging out is the header's form; the session is gone after.
+    browser
+        .click(&browser.find(r#"form[action="/logout"] button"#).await)
+        .await;
+    browser.wait_for_url("/login").await;
+    browser.goto(&format!("{}/", app.base)).await;
+    browser.wait_for_url("/login?next=%2F").await;
     browser.close().await;
 }

@@ -7,6 +7,7 @@ mod auth;
 mod authz;
 mod browser;
 mod campaigns;
+mod dashboard;
 mod end_to_end;
 mod health;
 mod helpers;

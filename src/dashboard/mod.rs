@@ -1,0 +1,16 @@
+//! The analysts' dashboard, under `/`: the same database and domain
+//! functions as the API, in server-rendered pages for operators (people
+//! with a login and a role). So far its access layer and first pages:
+//!
+//! - [`operators`]: who may log in, with which role, argon2id passwords,
+//!   the lockout after wrong passwords;
+//! - [`sessions`]: sessions in PostgreSQL (ids stored as hashes), their
+//!   expiry, the [`sessions::Signed`] extractor every page starts with, and
+//!   the only `?next=` it follows;
+//! - [`overview`]: the situation at a glance;
+//! - [`routes`]: login, logout, the overview, the operators (admins).
+
+pub mod operators;
+pub mod overview;
+pub mod routes;
+pub mod sessions;

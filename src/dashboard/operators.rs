@@ -1,0 +1,273 @@
+//! Operators: the people who log in to the dashboard, each with a role
+//! (admin, analyst, viewer) and an argon2id password. Creating one, and
+//! checking a login — with the account locked for a while after too many
+//! wrong passwords in a row.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::{Acquire, PgConnection};
+
+use crate::audit;
+use crate::domain::{Actor, DomainError, DomainResult, optional_text};
+use crate::registry::model::EmailAddress;
+
+/// What an operator may do. Each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees everything, changes nothing.
+    Viewer,
+    /// Runs the response: registry, campaigns, notifications, escalations.
+    Analyst,
+    /// Also manages operators and API tokens.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "analyst" => Some(Role::Analyst),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A logged-in operator, as pages know them.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+impl Operator {
+    pub fn actor(&self) -> Actor {
+        Actor::Operator {
+            id: self.id,
+            email: self.email.clone(),
+        }
+    }
+
+    /// The name the dashboard shows.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.email)
+    }
+}
+
+/// The shortest password an operator may have.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+fn hash_password(password: &str) -> DomainResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("hashing a password: {e}")))
+}
+
+/// Adds an operator.
+pub async fn create(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    email: &str,
+    name: Option<&str>,
+    role: Role,
+    password: &str,
+) -> DomainResult<i64> {
+    let email = EmailAddress::parse(email).map_err(|e| DomainError::invalid("email", e))?;
+    let name = optional_text("name", name, 200)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(DomainError::invalid(
+            "password",
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let hash = hash_password(password)?;
+    let mut tx = conn.begin().await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO operators (email, name, role, password_hash) VALUES (lower($1), $2, $3, $4)
+         ON CONFLICT (email) DO NOTHING RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(&name)
+    .bind(role.as_str())
+    .bind(hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = id.ok_or_else(|| {
+        DomainError::conflict(format!("an operator {} exists already", email.masked()))
+    })?;
+    audit::commit(
+        tx,
+        actor,
+        "operator.create",
+        &format!("operator:{id}"),
+        serde_json::json!({ "role": role.as_str() }),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// How a login attempt ended.
+#[derive(Debug)]
+pub enum Login {
+    Accepted(Operator),
+    /// Unknown address or wrong password (the two are not told apart).
+    Refused,
+    /// Too many wrong passwords: no login until then, whatever the
+    /// password.
+    Locked {
+        until: DateTime<Utc>,
+    },
+}
+
+/// The limits of [`check_login`].
+pub struct Lockout {
+    pub max_failures: u32,
+    pub lock_for: Duration,
+}
+
+/// An operator's row, as a login reads it.
+#[derive(sqlx::FromRow)]
+struct Account {
+    id: i64,
+    email: String,
+    name: Option<String>,
+    role: String,
+    password_hash: String,
+    failed_logins: i32,
+    locked_until: Option<DateTime<Utc>>,
+}
+
+/// Checks a login and records its outcome (failures in a row, lock, last
+/// login), in one transaction. An unknown address costs a hash check too,
+/// so that timing does not tell which addresses exist.
+pub async fn check_login(
+    conn: &mut PgConnection,
+    email: &str,
+    password: &str,
+    lockout: &Lockout,
+    now: DateTime<Utc>,
+) -> DomainResult<Login> {
+    let mut tx = conn.begin().await?;
+    let row: Option<Account> = sqlx::query_as(
+        "SELECT id, email, name, role, password_hash, failed_logins, locked_until
+               FROM operators WHERE email = lower($1) AND disabled_at IS NULL FOR UPDATE",
+    )
+    .bind(email.trim())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(Account {
+        id,
+        email,
+        name,
+        role,
+        password_hash: hash,
+        failed_logins: failures,
+        locked_until,
+    }) = row
+    else {
+        let _ = verify(&DUMMY_HASH, password);
+        return Ok(Login::Refused);
+    };
+    if let Some(until) = locked_until.filter(|until| *until > now) {
+        return Ok(Login::Locked { until });
+    }
+    if !verify(&hash, password) {
+        let failures = failures + 1;
+        let locked_until =
+            (failures >= lockout.max_failures as i32).then(|| now + lockout.lock_for);
+        sqlx::query(
+            "UPDATE operators SET failed_logins = CASE WHEN $3::timestamptz IS NULL THEN $2 ELSE 0 END,
+                    locked_until = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(failures)
+        .bind(locked_until)
+        .execute(&mut *tx)
+        .await?;
+        audit::commit(
+            tx,
+            &Actor::Operator {
+                id,
+                email: email.clone(),
+            },
+            "operator.login_failed",
+            &format!("operator:{id}"),
+            serde_json::json!({ "locked": locked_until.is_some() }),
+        )
+        .await?;
+        return Ok(match locked_until {
+            Some(until) => Login::Locked { until },
+            None => Login::Refused,
+        });
+    }
+    sqlx::query(
+        "UPDATE operators SET failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("operator {id} has role {role:?}")))?;
+    Ok(Login::Accepted(Operator {
+        id,
+        email,
+        name,
+        role,
+    }))
+}
+
+/// A hash of nothing anyone knows, checked for unknown addresses (made
+/// with the same parameters as every real one, so it costs the same).
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("no operator has this password").unwrap_or_default());
+
+fn verify(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify(&hash, "correct horse battery"));
+        assert!(!verify(&hash, "correct horse batterY"));
+        assert!(!verify(&DUMMY_HASH, "correct horse battery"));
+        assert!(
+            PasswordHash::new(&DUMMY_HASH).is_ok(),
+            "the dummy hash parses, so it costs a check"
+        );
+    }
+
+    #[test]
+    fn roles_include_the_ones_below() {
+        assert!(Role::Admin > Role::Analyst && Role::Analyst > Role::Viewer);
+        assert_eq!(Role::parse("analyst"), Some(Role::Analyst));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,41 @@
+//! The overview: the situation at a glance, read from the same tables the
+//! API serves — open findings and who has them, the notifications by
+//! status, what waits for an analyst (escalations, the no-contact and
+//! triage queues) and what is failing (deliveries).
+
+use sqlx::PgConnection;
+
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Overview {
+    pub open_findings: i64,
+    pub affected_organisations: i64,
+    /// Open findings no organisation owns (the triage queue).
+    pub triage: i64,
+    pub notified: i64,
+    pub opened: i64,
+    pub acknowledged: i64,
+    pub resolved: i64,
+    pub no_contact: i64,
+    pub open_escalations: i64,
+    pub failed_deliveries: i64,
+}
+
+pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT
+            (SELECT count(*) FROM findings WHERE status = 'open' AND current) AS open_findings,
+            (SELECT count(DISTINCT organisation_id) FROM findings
+              WHERE status = 'open' AND current AND organisation_id IS NOT NULL) AS affected_organisations,
+            (SELECT count(*) FROM findings
+              WHERE status = 'open' AND current AND organisation_id IS NULL) AS triage,
+            (SELECT count(*) FROM notifications WHERE mailed_at IS NOT NULL) AS notified,
+            (SELECT count(*) FROM notifications WHERE first_opened_at IS NOT NULL) AS opened,
+            (SELECT count(*) FROM notifications WHERE acknowledged_at IS NOT NULL) AS acknowledged,
+            (SELECT count(*) FROM notifications WHERE status = 'resolved') AS resolved,
+            (SELECT count(*) FROM notifications WHERE status = 'no_contact') AS no_contact,
+            (SELECT count(*) FROM escalations WHERE status <> 'closed') AS open_escalations,
+            (SELECT count(*) FROM deliveries WHERE status = 'failed') AS failed_deliveries",
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,253 @@
+//! The dashboard's pages so far: logging in and out, the overview, and the
+//! operators (admins only). Every form carries a CSRF token bound to the
+//! session (or, at login, to the browser's CSRF cookie) and must come from
+//! this site's own origin.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+
+use super::operators::{self, Lockout, Login, Role};
+use super::overview::{self, Overview};
+use super::sessions::{self, Signed, safe_next};
+use crate::advisory::access::ClientAddr;
+use crate::app::AppState;
+use crate::notifications::texts::MailLanguage;
+use crate::web::csrf::{self, CsrfCookie};
+use crate::web::error::WebError;
+use crate::web::form::FormFields;
+use crate::web::page::{self, Layout};
+
+pub fn pages() -> Router<AppState> {
+    Router::new()
+        .route("/", get(show_overview))
+        .route("/login", get(show_login).post(login))
+        .route("/logout", post(logout))
+        .route("/operators", get(list_operators))
+}
+
+/// The CSRF scope of the login form, which no session has yet.
+const LOGIN_SCOPE: &str = "dashboard-login";
+
+/// What every dashboard page's layout needs: who is logged in, and the
+/// logout form's token.
+pub struct Chrome {
+    pub operator: String,
+    pub role: &'static str,
+    pub csrf: String,
+}
+
+impl Chrome {
+    fn of(state: &AppState, signed: &Signed, csrf: &CsrfCookie) -> Self {
+        Chrome {
+            operator: signed.operator.display_name().to_owned(),
+            role: signed.operator.role.as_str(),
+            csrf: csrf.token(&state.settings.link_secret(), &signed.session.csrf_scope()),
+        }
+    }
+}
+
+/// Refuses an operator whose role is below `least`.
+fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
+    if signed.operator.role >= least {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden)
+    }
+}
+
+fn secure(state: &AppState) -> bool {
+    state.settings.public_base_url.starts_with("https://")
+}
+
+/// A page with the CSRF cookie set when the browser had none.
+fn with_csrf_cookie(state: &AppState, csrf: &CsrfCookie, mut response: Response) -> Response {
+    if let Some((name, value)) = csrf.set_cookie(secure(state)) {
+        response.headers_mut().append(name, value);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/login.html")]
+struct LoginPage<'a> {
+    layout: Layout,
+    csrf: String,
+    next: &'a str,
+    email: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn show_login(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+    csrf: CsrfCookie,
+) -> Result<Response, WebError> {
+    let page = LoginPage {
+        layout: Layout::dashboard("Log in · Varsel"),
+        csrf: csrf.token(&state.settings.link_secret(), LOGIN_SCOPE),
+        next: safe_next(q.next.as_deref()),
+        email: "",
+        error: None,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    if let Some(ip) = client {
+        state
+            .login_rate_limiter
+            .check(&ip)
+            .map_err(|retry_after_secs| WebError::RateLimited { retry_after_secs })?;
+    }
+    let secret = state.settings.link_secret();
+    if !csrf::same_origin(&headers, false)
+        || !csrf.verify(&secret, LOGIN_SCOPE, form.get(csrf::FIELD))
+    {
+        return Err(WebError::Csrf);
+    }
+    let email = form.get("email").unwrap_or("").trim();
+    let password = form.get("password").unwrap_or("");
+    let next = safe_next(form.get("next"));
+    let now = state.clock.now();
+    let lockout = Lockout {
+        max_failures: state.settings.login_max_failures,
+        lock_for: Duration::minutes(i64::from(state.settings.login_lock_minutes)),
+    };
+    let mut conn = state.pool.acquire().await?;
+    let refused = |error: String| -> Result<Response, WebError> {
+        let page = LoginPage {
+            layout: Layout::dashboard("Log in · Varsel"),
+            csrf: csrf.token(&secret, LOGIN_SCOPE),
+            next,
+            email,
+            error: Some(error),
+        };
+        Ok((StatusCode::UNAUTHORIZED, page::render(&page)?).into_response())
+    };
+    match operators::check_login(&mut conn, email, password, &lockout, now).await? {
+        Login::Refused => refused("Wrong e-mail address or password.".to_owned()),
+        Login::Locked { until } => refused(format!(
+            "Too many wrong passwords: this account is locked until {}. Try again then, or ask an admin.",
+            oslo_time(until)
+        )),
+        Login::Accepted(operator) => {
+            let max_age = Duration::hours(i64::from(state.settings.session_max_hours));
+            // A new session at every login: an id the browser brought is
+            // never adopted.
+            let session = sessions::start(&mut conn, operator.id, now, max_age).await?;
+            let mut response = Redirect::to(next).into_response();
+            if let Some(cookie) = session.cookie(secure(&state)) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            Ok(response)
+        }
+    }
+}
+
+fn oslo_time(at: DateTime<Utc>) -> String {
+    MailLanguage::En.datetime(at)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    let secret = state.settings.link_secret();
+    if !csrf::same_origin(&headers, false)
+        || !csrf.verify(&secret, &signed.session.csrf_scope(), form.get(csrf::FIELD))
+    {
+        return Err(WebError::Csrf);
+    }
+    let mut conn = state.pool.acquire().await?;
+    sessions::end(&mut conn, &signed.session).await?;
+    let mut response = Redirect::to("/login").into_response();
+    if let Some(cookie) = sessions::clearing_cookie(secure(&state)) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    chrome: Chrome,
+    overview: Overview,
+}
+
+async fn show_overview(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+) -> Result<Response, WebError> {
+    let mut conn = state.pool.acquire().await?;
+    let page = OverviewPage {
+        layout: Layout::dashboard("Overview · Varsel"),
+        chrome: Chrome::of(&state, &signed, &csrf),
+        overview: overview::read(&mut conn).await?,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/operators.html")]
+struct OperatorsPage {
+    layout: Layout,
+    chrome: Chrome,
+    operators: Vec<OperatorLine>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OperatorLine {
+    email: String,
+    name: Option<String>,
+    role: String,
+    last_login_at: Option<DateTime<Utc>>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl OperatorLine {
+    fn last_login(&self) -> String {
+        self.last_login_at.map(oslo_time).unwrap_or_default()
+    }
+}
+
+async fn list_operators(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+) -> Result<Response, WebError> {
+    require(&signed, Role::Admin)?;
+    let mut conn = state.pool.acquire().await?;
+    let operators = sqlx::query_as(
+        "SELECT email, name, role, last_login_at, disabled_at FROM operators ORDER BY email LIMIT 1000",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let page = OperatorsPage {
+        layout: Layout::dashboard("Operators · Varsel"),
+        chrome: Chrome::of(&state, &signed, &csrf),
+        operators,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}

@@ -1,0 +1,440 @@
+//! The dashboard's access edge, as a browser meets it (cookies handled by
+//! hand here, so that each Set-Cookie and redirect can be checked):
+//! operators added with the CLI, logging in and out, wrong passwords and
+//! the lockout, session fixation, idle and absolute expiry, the `?next=`
+//! after login, roles, CSRF and origin checks, and the login rate limit.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+
+/// `varsel user add`, the password on standard input.
+pub(crate) fn add_user(
+    app: &TestApp,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_varsel"))
+        .args(["user", "add", email, "--role", role])
+        .env("DATABASE_URL", &app.database_url)
+        .env("VARSEL_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run varsel");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A browser whose cookies the test passes by hand; redirects not followed.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// The value `name` gets in a response's Set-Cookie headers.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix(&format!("{name}="))?
+                .split(';')
+                .next()
+                .map(str::to_owned)
+        })
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    regex_lite::Regex::new(&format!(r#"name="{name}" value="([^"]*)""#))
+        .unwrap()
+        .captures(html)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))[1]
+        .to_owned()
+}
+
+impl Client {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: app.base.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, cookies)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The login form: its CSRF cookie and token.
+    async fn login_form(&self) -> (String, String) {
+        let r = self.get("/login", "").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["referrer-policy"], "same-origin");
+        let cookie = set_cookie(&r, "varsel_csrf").expect("a CSRF cookie");
+        let html = r.text().await.unwrap();
+        (format!("varsel_csrf={cookie}"), hidden(&html, "csrf"))
+    }
+
+    async fn login_with(
+        &self,
+        email: &str,
+        password: &str,
+        next: &str,
+        extra_cookie: &str,
+    ) -> reqwest::Response {
+        let (cookie, csrf) = self.login_form().await;
+        self.http
+            .post(format!("{}/login", self.base))
+            .header(COOKIE, format!("{cookie}{extra_cookie}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in; returns the cookies a browser would then send.
+    async fn login(&self, email: &str, password: &str) -> String {
+        let r = self.login_with(email, password, "/", "").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+        let session = set_cookie(&r, "varsel_session").expect("a session cookie");
+        let (csrf_cookie, _) = self.login_form().await;
+        format!("{csrf_cookie}; varsel_session={session}")
+    }
+}
+
+#[tokio::test]
+async fn an_operator_added_on_the_command_line_logs_in_and_out() {
+    let app = spawn_app().await;
+    let short = add_user(&app, "kari@ncsc.example.no", "admin", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12 characters"));
+    let added = add_user(&app, "Kari@NCSC.example.no", "admin", PASSWORD);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&added.stdout).contains(PASSWORD));
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM operators")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD));
+    let again = add_user(&app, "kari@ncsc.example.no", "viewer", PASSWORD);
+    assert!(!again.status.success(), "one operator per address");
+
+    let client = Client::new(&app);
+    // Not logged in: to the login page, to come back after.
+    let r = client.get("/", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/login?next=%2F");
+
+    let wrong = client
+        .login_with("kari@ncsc.example.no", "not the password", "/", "")
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&wrong, "varsel_session").is_none());
+    let html = wrong.text().await.unwrap();
+    assert!(html.contains("Wrong e-mail address or password."));
+    assert!(
+        html.contains(r#"value="kari@ncsc.example.no""#),
+        "the address stays in the form"
+    );
+    let unknown = client
+        .login_with("nobody@ncsc.example.no", PASSWORD, "/", "")
+        .await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("Wrong e-mail address or password.")
+    );
+
+    let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
+    let overview = client.get("/", &cookies).await;
+    assert_eq!(overview.status(), StatusCode::OK);
+    let html = overview.text().await.unwrap();
+    assert!(html.contains("<h1>Overview</h1>"));
+    assert!(html.contains("kari@ncsc.example.no (admin)"));
+
+    // Logging out is a POST with the session's CSRF token.
+    let csrf = hidden(&html, "csrf");
+    let out = client
+        .http
+        .post(format!("{}/logout", app.base))
+        .header(COOKIE, &cookies)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(out.headers()[LOCATION], "/login");
+    assert_eq!(set_cookie(&out, "varsel_session").as_deref(), Some(""));
+    // The old cookie opens nothing any more.
+    assert_eq!(
+        client.get("/", &cookies).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let logout_by_get = client.get("/logout", &cookies).await;
+    assert_eq!(logout_by_get.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_session_id_planted_before_login_is_never_adopted() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    let planted = "ab".repeat(32);
+    let r = client
+        .login_with(
+            "kari@ncsc.example.no",
+            PASSWORD,
+            "/",
+            &format!("; varsel_session={planted}"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let issued = set_cookie(&r, "varsel_session").unwrap();
+    assert_ne!(issued, planted);
+    let planted_cookie = format!("varsel_session={planted}");
+    assert_eq!(
+        client.get("/", &planted_cookie).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        client
+            .get("/", &format!("varsel_session={issued}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The database holds the id's hash, not the id.
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM operator_sessions WHERE id_hash = sha256($1::bytea)",
+    )
+    .bind(issued.as_bytes())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_account_for_a_while() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    for _ in 0..5 {
+        let r = client
+            .login_with("kari@ncsc.example.no", "guess guess guess", "/", "")
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right password is refused, with a clear message.
+    let r = client
+        .login_with("kari@ncsc.example.no", PASSWORD, "/", "")
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("this account is locked until"), "{html}");
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'operator.login_failed'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(failed, 5);
+    app.state.clock.advance(chrono::Duration::minutes(16));
+    client.login("kari@ncsc.example.no", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_after_their_hours() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "viewer", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
+    app.state.clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(client.get("/", &cookies).await.status(), StatusCode::OK);
+    app.state.clock.advance(chrono::Duration::minutes(31));
+    let idle = client.get("/", &cookies).await;
+    assert_eq!(idle.status(), StatusCode::SEE_OTHER, "idle for 31 minutes");
+
+    // Active every 20 minutes, it still ends 12 hours after login.
+    let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
+    for _ in 0..35 {
+        app.state.clock.advance(chrono::Duration::minutes(20));
+        assert_eq!(client.get("/", &cookies).await.status(), StatusCode::OK);
+    }
+    app.state.clock.advance(chrono::Duration::minutes(20));
+    assert_eq!(
+        client.get("/", &cookies).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn after_login_next_only_ever_leads_inside_the_dashboard() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "admin", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    for (next, lands) in [
+        ("/operators", "/operators"),
+        ("//evil.example/phish", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/a/0000", "/"),
+    ] {
+        let r = client
+            .login_with("kari@ncsc.example.no", PASSWORD, next, "")
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], lands, "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_sees_the_overview_but_not_what_only_admins_may() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
+            .status
+            .success()
+    );
+    assert!(
+        add_user(&app, "admin@ncsc.example.no", "admin", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    assert_eq!(client.get("/", &viewer).await.status(), StatusCode::OK);
+    let refused = client.get("/operators", &viewer).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Your role does not allow this.")
+    );
+    let admin = client.login("admin@ncsc.example.no", PASSWORD).await;
+    let list = client.get("/operators", &admin).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let html = list.text().await.unwrap();
+    assert!(html.contains("viewer@ncsc.example.no") && html.contains("admin@ncsc.example.no"));
+}
+
+#[tokio::test]
+async fn a_login_without_its_csrf_token_or_from_another_site_is_refused() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "admin", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    let (cookie, csrf) = client.login_form().await;
+    let post = |fields: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut request = client
+            .http
+            .post(format!("{}/login", app.base))
+            .header(COOKIE, cookie.clone())
+            .form(&fields);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let credentials = |csrf: Option<&str>| {
+        let mut fields = vec![
+            ("email", "kari@ncsc.example.no".to_owned()),
+            ("password", PASSWORD.to_owned()),
+        ];
+        if let Some(csrf) = csrf {
+            fields.push(("csrf", csrf.to_owned()));
+        }
+        fields
+    };
+    let missing = post(credentials(None), None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&missing, "varsel_session").is_none());
+    let elsewhere = post(credentials(Some(&csrf)), Some("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
+    // The dashboard's referrer policy lets its own forms send their origin,
+    // so an opaque one is refused too.
+    let opaque = post(credentials(Some(&csrf)), Some("null")).await.unwrap();
+    assert_eq!(opaque.status(), StatusCode::FORBIDDEN);
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let own = client
+        .http
+        .post(format!("{}/login", app.base))
+        .header(COOKIE, cookie.clone())
+        .header("origin", format!("http://{host}"))
+        .form(&credentials(Some(&csrf)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_client_address() {
+    let app = spawn_app_with(|s| s.login_rate_limit_per_minute = 3).await;
+    let client = Client::new(&app);
+    for _ in 0..3 {
+        let r = client
+            .login_with("nobody@ncsc.example.no", PASSWORD, "/", "")
+            .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = client
+        .login_with("nobody@ncsc.example.no", PASSWORD, "/", "")
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("Too many requests"));
+}
