@@ -1,5 +1,5 @@
-//! The dashboard's pages so far: logging in and out, the overview, and the
-//! operators (admins only). Every form carries a CSRF token bound to the
+//! The dashboard's pages so far: logging in and out, the overview, the
+//! operators (admins only), and the escalations (`escalations`). Every form carries a CSRF token bound to the
 //! session (or, at login, to the browser's CSRF cookie) and must come from
 //! this site's own origin.
 
@@ -29,6 +29,7 @@ pub fn pages() -> Router<AppState> {
         .route("/login", get(show_login).post(login))
         .route("/logout", post(logout))
         .route("/operators", get(list_operators))
+        .merge(super::escalations::pages())
 }
 
 /// The CSRF scope of the login form, which no session has yet.
@@ -43,7 +44,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn of(state: &AppState, signed: &Signed, csrf: &CsrfCookie) -> Self {
+    pub(super) fn of(state: &AppState, signed: &Signed, csrf: &CsrfCookie) -> Self {
         Chrome {
             operator: signed.operator.display_name().to_owned(),
             role: signed.operator.role.as_str(),
@@ -53,7 +54,7 @@ impl Chrome {
 }
 
 /// Refuses an operator whose role is below `least`.
-fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
+pub(super) fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
     if signed.operator.role >= least {
         Ok(())
     } else {
@@ -61,12 +62,16 @@ fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
     }
 }
 
-fn secure(state: &AppState) -> bool {
+pub(super) fn secure(state: &AppState) -> bool {
     state.settings.public_base_url.starts_with("https://")
 }
 
 /// A page with the CSRF cookie set when the browser had none.
-fn with_csrf_cookie(state: &AppState, csrf: &CsrfCookie, mut response: Response) -> Response {
+pub(super) fn with_csrf_cookie(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    mut response: Response,
+) -> Response {
     if let Some((name, value)) = csrf.set_cookie(secure(state)) {
         response.headers_mut().append(name, value);
     }
@@ -161,7 +166,7 @@ async fn login(
     }
 }
 
-fn oslo_time(at: DateTime<Utc>) -> String {
+pub(super) fn oslo_time(at: DateTime<Utc>) -> String {
     MailLanguage::En.datetime(at)
 }
 

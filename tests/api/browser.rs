@@ -414,7 +414,9 @@ async fn an_operator_logs_in_and_out_of_the_dashboard_in_chromium() {
     browser
         .click(&browser.find("#login-form button").await)
         .await;
-    let heading = browser.wait_for("main h1").await;
+    // The overview's own figures, not the login page's heading.
+    browser.wait_for("#open-findings").await;
+    let heading = browser.find("main h1").await;
     assert_eq!(browser.text(&heading).await, "Overview");
     assert!(!browser.url().await.contains("login"));
     // Logging out is the header's form; the session is gone after.

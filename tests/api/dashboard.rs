@@ -438,3 +438,158 @@ async fn login_attempts_are_rate_limited_per_client_address() {
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.text().await.unwrap().contains("Too many requests"));
 }
+
+/// An escalation, reported as an organisation reports one.
+async fn reported_compromise(app: &TestApp) -> i64 {
+    let a =
+        crate::advisory::advise(app, "A", "192.0.2.0/24", &[("192.0.2.10", "vulnerable")]).await;
+    let browser = crate::advisory::Browser::new(app);
+    let page = browser.get(&format!("/a/{}", a.token)).await;
+    let done = browser
+        .submit(
+            &page,
+            &a.token,
+            "compromise",
+            &[
+                ("contact_name", "Kari Nordmann"),
+                ("phone", "+47 22 33 44 55"),
+                ("observed", "A web shell <b>in OWA</b>"),
+            ],
+        )
+        .await;
+    assert!(done.url.contains("done=compromise"));
+    sqlx::query_scalar("SELECT id FROM escalations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn analysts_take_and_close_escalations_and_viewers_only_see_them() {
+    let app = spawn_app_with(|s| s.outbox_workers = 0).await;
+    let id = reported_compromise(&app).await;
+    assert!(
+        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
+            .status
+            .success()
+    );
+    assert!(
+        add_user(&app, "analyst@ncsc.example.no", "analyst", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    let list = client.get("/escalations", &viewer).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let html = list.text().await.unwrap();
+    assert!(html.contains("A AS") && html.contains("+47 22 33 44 55"));
+    assert!(
+        html.contains("A web shell &#60;b&#62;in OWA"),
+        "escaped: {html}"
+    );
+    assert!(!html.contains("<b>in OWA"));
+    assert!(!html.contains("Take it"), "a viewer gets no buttons");
+    let csrf = hidden(&html, "csrf");
+    let post = |cookies: String, path: String, fields: Vec<(&'static str, String)>| {
+        client
+            .http
+            .post(format!("{}{path}", app.base))
+            .header(COOKIE, cookies)
+            .form(&fields)
+            .send()
+    };
+    let refused = post(
+        viewer.clone(),
+        format!("/escalations/{id}/take"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let analyst = client.login("analyst@ncsc.example.no", PASSWORD).await;
+    let html = client
+        .get("/escalations", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&html, "csrf");
+    let no_token = post(analyst.clone(), format!("/escalations/{id}/take"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    let taken = post(
+        analyst.clone(),
+        format!("/escalations/{id}/take"),
+        vec![("csrf", csrf.clone()), ("status", "open".to_owned())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status(), StatusCode::SEE_OTHER);
+    let html = client
+        .get("/escalations?status=taken", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("operator:") && html.contains("analyst@ncsc.example.no"));
+    // A close without a note comes back with the field at fault.
+    let empty = post(
+        analyst.clone(),
+        format!("/escalations/{id}/close"),
+        vec![
+            ("csrf", csrf.clone()),
+            ("status", "taken".to_owned()),
+            ("note", "  ".to_owned()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        empty
+            .text()
+            .await
+            .unwrap()
+            .contains(&format!(r#"id="note-{id}-error""#))
+    );
+    let closed = post(
+        analyst.clone(),
+        format!("/escalations/{id}/close"),
+        vec![
+            ("csrf", csrf),
+            ("status", "taken".to_owned()),
+            (
+                "note",
+                "Called Kari; web shell removed, IR firm engaged.".to_owned(),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed.status(), StatusCode::SEE_OTHER);
+    let (_, shown) = app
+        .get(&format!("/api/v1/escalations/{id}"), &app.read)
+        .await;
+    assert_eq!(shown["status"], "closed");
+    assert_eq!(
+        shown["close_note"],
+        "Called Kari; web shell removed, IR firm engaged."
+    );
+    assert!(
+        shown["closed_by"]
+            .as_str()
+            .unwrap()
+            .contains("analyst@ncsc.example.no")
+    );
+    let open = client
+        .get("/escalations", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(open.contains(r#"id="no-escalations""#));
+}

@@ -193,4 +193,17 @@ async fn background_workers_are_woken_by_the_commit() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // The finding changes before the worker marks its job done.
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE status = 'running'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never finished the job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
