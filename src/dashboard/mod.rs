@@ -8,10 +8,12 @@
 //!   expiry, the [`sessions::Signed`] extractor every page starts with, and
 //!   the only `?next=` it follows;
 //! - [`overview`]: the situation at a glance;
+//! - [`audit`]: the audit log, filtered and paged;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
 //! - [`routes`]: login, logout, the overview, the operators (admins).
 
+pub mod audit;
 pub mod escalations;
 pub mod operators;
 pub mod overview;

@@ -1,5 +1,6 @@
 //! The dashboard's pages so far: logging in and out, the overview, the
-//! operators (admins only), and the escalations (`escalations`). Every form carries a CSRF token bound to the
+//! operators (admins only), the escalations (`escalations`) and the audit
+//! log (`audit`). Every form carries a CSRF token bound to the
 //! session (or, at login, to the browser's CSRF cookie) and must come from
 //! this site's own origin.
 
@@ -30,6 +31,7 @@ pub fn pages() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/operators", get(list_operators))
         .merge(super::escalations::pages())
+        .merge(super::audit::pages())
 }
 
 /// The CSRF scope of the login form, which no session has yet.

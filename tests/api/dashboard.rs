@@ -593,3 +593,95 @@ async fn analysts_take_and_close_escalations_and_viewers_only_see_them() {
         .unwrap();
     assert!(open.contains(r#"id="no-escalations""#));
 }
+
+#[tokio::test]
+async fn the_audit_log_is_filtered_in_the_url_and_paged() {
+    let app = spawn_app().await;
+    assert!(
+        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
+            .status
+            .success()
+    );
+    assert!(
+        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
+            .status
+            .success()
+    );
+    let client = Client::new(&app);
+    for _ in 0..3 {
+        client
+            .login_with("viewer@ncsc.example.no", "wrong wrong wrong", "/", "")
+            .await;
+    }
+    // 60 registry changes: more than a page.
+    for i in 0..60 {
+        let (status, _) = app
+            .post(
+                "/api/v1/organisations",
+                &app.admin,
+                serde_json::json!({ "ref": format!("ORG-{i}"), "name": format!("Org {i}") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    assert_eq!(
+        client.get("/audit", &viewer).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let analyst = client.login("kari@ncsc.example.no", PASSWORD).await;
+    let failed = client
+        .get("/audit?action=operator.login_failed", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        failed
+            .matches(r#"<td class="action">operator.login_failed</td>"#)
+            .count(),
+        3
+    );
+    assert!(!failed.contains("operator.create"));
+    assert!(
+        failed.contains(r#"value="operator.login_failed""#),
+        "the filter stays in the form"
+    );
+    // A `%` is a character, not a wildcard.
+    let literal = client
+        .get("/audit?action=%25", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(literal.contains(r#"id="no-events""#));
+
+    let first = client
+        .get("/audit?action=organisation.", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .matches(r#"<td class="action">organisation.create</td>"#)
+            .count(),
+        50
+    );
+    let next = regex_lite::Regex::new(r#"href="([^"]+)" rel="next""#)
+        .unwrap()
+        .captures(&first)
+        .expect("a next page")[1]
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(next.contains("action=organisation."), "{next}");
+    let second = client.get(&next, &analyst).await.text().await.unwrap();
+    assert_eq!(
+        second
+            .matches(r#"<td class="action">organisation.create</td>"#)
+            .count(),
+        10
+    );
+    assert!(!second.contains(r#"rel="next""#));
+}
