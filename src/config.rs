@@ -178,6 +178,12 @@ impl Default for Settings {
 const DEVELOPMENT_LINK_SECRET: &str = "varsel development link secret: set VARSEL_LINK_SECRET";
 
 impl Settings {
+    /// Whether the service is reached over HTTPS, so its cookies are
+    /// `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_base_url.starts_with("https://")
+    }
+
     /// The key advisory links are derived from.
     pub fn link_secret(&self) -> Secret {
         self.link_secret

@@ -75,22 +75,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Refuses a client over its rate. An IPv6 client is its /64: one
-/// subscriber's network, whose addresses it may rotate through at will.
+/// Refuses a client over its rate.
 pub fn check_rate(state: &AppState, client: Option<IpAddr>) -> Result<(), WebError> {
-    let key = client.map(|ip| match ip {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(v6) & !((1u128 << 64) - 1),
-        )),
-        v4 => v4,
-    });
-    match key {
-        Some(ip) => state
-            .page_rate_limiter
-            .check(&ip)
-            .map_err(|retry_after_secs| WebError::RateLimited { retry_after_secs }),
-        None => Ok(()),
-    }
+    state
+        .page_rate_limiter
+        .check_client(client)
+        .map_err(|retry_after_secs| WebError::RateLimited { retry_after_secs })
 }
 
 /// The live link `token` names, or 404.

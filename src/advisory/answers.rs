@@ -302,16 +302,14 @@ pub async fn record(
         } => {
             let changed =
                 answer_findings(&mut tx, state, link, *answer, ids, reason.as_deref(), now).await?;
-            for id in &changed {
-                respond
-                    .insert(
-                        &mut tx,
-                        answer.kind(),
-                        Some(*id),
-                        serde_json::json!({ "reason": reason }),
-                    )
-                    .await?;
-            }
+            respond
+                .insert_for_findings(
+                    &mut tx,
+                    answer.kind(),
+                    &changed,
+                    serde_json::json!({ "reason": reason }),
+                )
+                .await?;
             if *answer != FindingAnswer::Fixed && !changed.is_empty() {
                 // Counts and resolution follow.
                 jobs::enqueue(&mut tx, &Job::MatchFindings, now).await?;
@@ -441,6 +439,31 @@ impl Responder<'_> {
         .bind(self.key)
         .fetch_one(conn)
         .await
+    }
+
+    /// One response per finding, in one statement.
+    async fn insert_for_findings(
+        &self,
+        conn: &mut PgConnection,
+        kind: &str,
+        finding_ids: &[i64],
+        detail: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO responses (notification_id, finding_id, kind, at, client_addr, detail, submission_key)
+             SELECT $1, f, $3, $4, $5, $6, $7 FROM unnest($2::bigint[]) WITH ORDINALITY AS u(f, n)
+              ORDER BY n",
+        )
+        .bind(self.link.notification_id)
+        .bind(finding_ids)
+        .bind(kind)
+        .bind(self.now)
+        .bind(self.client.map(ipnet::IpNet::from))
+        .bind(detail)
+        .bind(self.key)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 }
 

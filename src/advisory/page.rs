@@ -19,6 +19,7 @@ use super::view::{self, PageFinding, Recheck};
 use crate::app::AppState;
 use crate::campaigns::markdown::to_html;
 use crate::campaigns::model::{Campaign, CampaignUpdate};
+use crate::notifications::render::product_line;
 use crate::notifications::texts::MailLanguage;
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
@@ -186,12 +187,7 @@ fn finding_view(
     if f.disputed {
         notes.push(("", w.disputed.to_owned()));
     }
-    let product = match (&f.product, &f.version) {
-        (Some(p), Some(v)) => format!("{p} {v}"),
-        (Some(p), None) => p.clone(),
-        (None, Some(v)) => v.clone(),
-        (None, None) => String::new(),
-    };
+    let product = product_line(f.product.as_deref(), f.version.as_deref());
     let evidence = f.evidence.as_ref().map(|e| {
         let text = match e {
             serde_json::Value::String(s) => s.clone(),

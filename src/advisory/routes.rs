@@ -71,7 +71,7 @@ async fn show(
         &state, &mut conn, &link, &token, language, &csrf, &findings, page_state, now,
     )
     .await?;
-    Ok(with_cookie(&state, &csrf, response))
+    Ok(csrf.attach(state.settings.secure_cookies(), response))
 }
 
 async fn answer(
@@ -86,15 +86,14 @@ async fn answer(
     let now = state.clock.now();
     let (mut conn, link) = open_link(&state, client, &token, now).await?;
     // The page's `no-referrer` makes its forms send `Origin: null`.
-    if !csrf::same_origin(&headers, true)
-        || !csrf.verify(
-            &state.settings.link_secret(),
-            &link.csrf_scope(),
-            form.get(csrf::FIELD),
-        )
-    {
-        return Err(WebError::Csrf);
-    }
+    csrf::check_form(
+        &csrf,
+        &headers,
+        &state.settings.link_secret(),
+        &link.csrf_scope(),
+        &form,
+        true,
+    )?;
     let submission = form
         .get("submission")
         .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -135,15 +134,6 @@ async fn answer(
             .into_response())
         }
     }
-}
-
-/// A page that sets the CSRF cookie when the browser had none.
-fn with_cookie(state: &AppState, csrf: &CsrfCookie, mut response: Response) -> Response {
-    let secure = state.settings.public_base_url.starts_with("https://");
-    if let Some((name, value)) = csrf.set_cookie(secure) {
-        response.headers_mut().append(name, value);
-    }
-    response
 }
 
 /// `findings.csv` or `findings.json`: the organisation's findings as the

@@ -131,13 +131,14 @@ fn may_act(
     form: &FormFields,
 ) -> Result<(), WebError> {
     require(signed, Role::Analyst)?;
-    let secret = state.settings.link_secret();
-    if !csrf::same_origin(headers, false)
-        || !csrf.verify(&secret, &signed.session.csrf_scope(), form.get(csrf::FIELD))
-    {
-        return Err(WebError::Csrf);
-    }
-    Ok(())
+    csrf::check_form(
+        csrf,
+        headers,
+        &state.settings.link_secret(),
+        &signed.session.csrf_scope(),
+        form,
+        false,
+    )
 }
 
 /// Back to the list the action came from.

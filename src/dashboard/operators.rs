@@ -96,7 +96,11 @@ pub async fn create(
             format!("at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
-    let hash = hash_password(password)?;
+    // Tens of milliseconds of CPU: off the request tasks' threads.
+    let to_hash = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+        .await
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("hashing a password: {e}")))??;
     let mut tx = conn.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO operators (email, name, role, password_hash) VALUES (lower($1), $2, $3, $4)
@@ -181,13 +185,13 @@ pub async fn check_login(
         locked_until,
     }) = row
     else {
-        let _ = verify(&DUMMY_HASH, password);
+        verified(DUMMY_HASH.clone(), password).await?;
         return Ok(Login::Refused);
     };
     if let Some(until) = locked_until.filter(|until| *until > now) {
         return Ok(Login::Locked { until });
     }
-    if !verify(&hash, password) {
+    if !verified(hash, password).await? {
         let failures = failures + 1;
         let locked_until =
             (failures >= lockout.max_failures as i32).then(|| now + lockout.lock_for);
@@ -238,6 +242,16 @@ pub async fn check_login(
 /// with the same parameters as every real one, so it costs the same).
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("no operator has this password").unwrap_or_default());
+
+/// [`verify`] on a blocking thread: an argon2 check is tens of
+/// milliseconds of CPU, which must not stall the request tasks sharing a
+/// runtime thread.
+async fn verified(hash: String, password: &str) -> DomainResult<bool> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || verify(&hash, &password))
+        .await
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("checking a password: {e}")))
+}
 
 fn verify(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {

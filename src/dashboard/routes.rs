@@ -64,20 +64,13 @@ pub(super) fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
     }
 }
 
-pub(super) fn secure(state: &AppState) -> bool {
-    state.settings.public_base_url.starts_with("https://")
-}
-
 /// A page with the CSRF cookie set when the browser had none.
 pub(super) fn with_csrf_cookie(
     state: &AppState,
     csrf: &CsrfCookie,
-    mut response: Response,
+    response: Response,
 ) -> Response {
-    if let Some((name, value)) = csrf.set_cookie(secure(state)) {
-        response.headers_mut().append(name, value);
-    }
-    response
+    csrf.attach(state.settings.secure_cookies(), response)
 }
 
 #[derive(Template)]
@@ -117,18 +110,12 @@ async fn login(
     csrf: CsrfCookie,
     form: FormFields,
 ) -> Result<Response, WebError> {
-    if let Some(ip) = client {
-        state
-            .login_rate_limiter
-            .check(&ip)
-            .map_err(|retry_after_secs| WebError::RateLimited { retry_after_secs })?;
-    }
+    state
+        .login_rate_limiter
+        .check_client(client)
+        .map_err(|retry_after_secs| WebError::RateLimited { retry_after_secs })?;
     let secret = state.settings.link_secret();
-    if !csrf::same_origin(&headers, false)
-        || !csrf.verify(&secret, LOGIN_SCOPE, form.get(csrf::FIELD))
-    {
-        return Err(WebError::Csrf);
-    }
+    csrf::check_form(&csrf, &headers, &secret, LOGIN_SCOPE, &form, false)?;
     let email = form.get("email").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
     let next = safe_next(form.get("next"));
@@ -160,7 +147,7 @@ async fn login(
             // never adopted.
             let session = sessions::start(&mut conn, operator.id, now, max_age).await?;
             let mut response = Redirect::to(next).into_response();
-            if let Some(cookie) = session.cookie(secure(&state)) {
+            if let Some(cookie) = session.cookie(state.settings.secure_cookies()) {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             Ok(response)
@@ -179,16 +166,18 @@ async fn logout(
     csrf: CsrfCookie,
     form: FormFields,
 ) -> Result<Response, WebError> {
-    let secret = state.settings.link_secret();
-    if !csrf::same_origin(&headers, false)
-        || !csrf.verify(&secret, &signed.session.csrf_scope(), form.get(csrf::FIELD))
-    {
-        return Err(WebError::Csrf);
-    }
+    csrf::check_form(
+        &csrf,
+        &headers,
+        &state.settings.link_secret(),
+        &signed.session.csrf_scope(),
+        &form,
+        false,
+    )?;
     let mut conn = state.pool.acquire().await?;
     sessions::end(&mut conn, &signed.session).await?;
     let mut response = Redirect::to("/login").into_response();
-    if let Some(cookie) = sessions::clearing_cookie(secure(&state)) {
+    if let Some(cookie) = sessions::clearing_cookie(state.settings.secure_cookies()) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)

@@ -243,10 +243,16 @@ pub fn render(input: &MailInput<'_>) -> DomainResult<RenderedMail> {
 }
 
 fn product(h: &Host) -> String {
-    match (&h.product, &h.version) {
+    product_line(h.product.as_deref(), h.version.as_deref())
+}
+
+/// "Microsoft Exchange 15.1.2176": a product and its version, either of
+/// which the scanner may not have reported.
+pub fn product_line(product: Option<&str>, version: Option<&str>) -> String {
+    match (product, version) {
         (Some(p), Some(v)) => format!("{p} {v}"),
-        (Some(p), None) => p.clone(),
-        (None, Some(v)) => v.clone(),
+        (Some(p), None) => p.to_owned(),
+        (None, Some(v)) => v.to_owned(),
         (None, None) => String::new(),
     }
 }

@@ -125,6 +125,38 @@ pub fn same_origin(headers: &axum::http::HeaderMap, null_allowed: bool) -> bool 
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// Whether a form may be acted on: sent from this site's origin (see
+/// [`same_origin`]) with this cookie's token for `scope`. Every form
+/// handler of every surface asks this first.
+pub fn check_form(
+    csrf: &CsrfCookie,
+    headers: &axum::http::HeaderMap,
+    secret: &Secret,
+    scope: &str,
+    form: &super::form::FormFields,
+    null_origin_allowed: bool,
+) -> Result<(), super::error::WebError> {
+    if same_origin(headers, null_origin_allowed) && csrf.verify(secret, scope, form.get(FIELD)) {
+        Ok(())
+    } else {
+        Err(super::error::WebError::Csrf)
+    }
+}
+
+impl CsrfCookie {
+    /// `response` with this cookie set, if the browser had none.
+    pub fn attach(
+        &self,
+        secure: bool,
+        mut response: axum::response::Response,
+    ) -> axum::response::Response {
+        if let Some((name, value)) = self.set_cookie(secure) {
+            response.headers_mut().append(name, value);
+        }
+        response
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for CsrfCookie {
     type Rejection = Infallible;
 

@@ -75,8 +75,4 @@ impl FieldErrors {
             .find(|(f, _)| *f == field)
             .map(|(_, m)| m.as_str())
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.0.iter().map(|(f, m)| (*f, m.as_str()))
-    }
 }

@@ -29,11 +29,17 @@ pub(crate) struct Shown {
 impl Shown {
     /// The value of the hidden field `name` in the page's first form.
     pub fn hidden(&self, name: &str) -> String {
-        let re = regex_lite::Regex::new(&format!(r#"name="{name}" value="([^"]*)""#)).unwrap();
-        re.captures(&self.html)
-            .unwrap_or_else(|| panic!("no hidden {name} in {}", self.html))[1]
-            .to_owned()
+        hidden(&self.html, name)
     }
+}
+
+/// The value of the first hidden field `name` in `html`.
+pub(crate) fn hidden(html: &str, name: &str) -> String {
+    regex_lite::Regex::new(&format!(r#"name="{name}" value="([^"]*)""#))
+        .unwrap()
+        .captures(html)
+        .unwrap_or_else(|| panic!("no hidden {name} in {html}"))[1]
+        .to_owned()
 }
 
 impl Browser {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::advisory::{finding_ids, vulnerable_and_compromised};
-use crate::dashboard::{PASSWORD, add_user};
+use crate::dashboard::{PASSWORD, operator};
 use crate::helpers::spawn_app_with;
 use crate::smtp::free_port;
 
@@ -398,8 +398,7 @@ async fn a_dead_link_shows_chromium_the_plain_not_found_page() {
 #[tokio::test]
 async fn an_operator_logs_in_and_out_of_the_dashboard_in_chromium() {
     let app = spawn_app_with(|s| s.outbox_workers = 0).await;
-    let added = add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD);
-    assert!(added.status.success());
+    operator(&app, "kari@ncsc.example.no", "analyst");
     let driver = Driver::start().await;
     let browser = driver.session().await;
     // The dashboard sends a browser that is not logged in to the login page.

@@ -10,17 +10,13 @@ use std::process::Stdio;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
+use crate::advisory::hidden;
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// `varsel user add`, the password on standard input.
-pub(crate) fn add_user(
-    app: &TestApp,
-    email: &str,
-    role: &str,
-    password: &str,
-) -> std::process::Output {
+fn add_user(app: &TestApp, email: &str, role: &str, password: &str) -> std::process::Output {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_varsel"))
         .args(["user", "add", email, "--role", role])
         .env("DATABASE_URL", &app.database_url)
@@ -32,6 +28,16 @@ pub(crate) fn add_user(
         .expect("run varsel");
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// An operator with [`PASSWORD`], added as an admin would add one.
+pub(crate) fn operator(app: &TestApp, email: &str, role: &str) {
+    let added = add_user(app, email, role, PASSWORD);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
 }
 
 /// A browser whose cookies the test passes by hand; redirects not followed.
@@ -53,14 +59,6 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
                 .next()
                 .map(str::to_owned)
         })
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    regex_lite::Regex::new(&format!(r#"name="{name}" value="([^"]*)""#))
-        .unwrap()
-        .captures(html)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))[1]
-        .to_owned()
 }
 
 impl Client {
@@ -207,11 +205,7 @@ async fn an_operator_added_on_the_command_line_logs_in_and_out() {
 #[tokio::test]
 async fn a_session_id_planted_before_login_is_never_adopted() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "analyst");
     let client = Client::new(&app);
     let planted = "ab".repeat(32);
     let r = client
@@ -251,11 +245,7 @@ async fn a_session_id_planted_before_login_is_never_adopted() {
 #[tokio::test]
 async fn wrong_passwords_lock_the_account_for_a_while() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "analyst");
     let client = Client::new(&app);
     for _ in 0..5 {
         let r = client
@@ -284,11 +274,7 @@ async fn wrong_passwords_lock_the_account_for_a_while() {
 #[tokio::test]
 async fn sessions_end_when_idle_and_after_their_hours() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "viewer", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "viewer");
     let client = Client::new(&app);
     let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
     app.state.clock.advance(chrono::Duration::minutes(29));
@@ -313,11 +299,7 @@ async fn sessions_end_when_idle_and_after_their_hours() {
 #[tokio::test]
 async fn after_login_next_only_ever_leads_inside_the_dashboard() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "admin", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "admin");
     let client = Client::new(&app);
     for (next, lands) in [
         ("/operators", "/operators"),
@@ -337,16 +319,8 @@ async fn after_login_next_only_ever_leads_inside_the_dashboard() {
 #[tokio::test]
 async fn a_viewer_sees_the_overview_but_not_what_only_admins_may() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
-            .status
-            .success()
-    );
-    assert!(
-        add_user(&app, "admin@ncsc.example.no", "admin", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    operator(&app, "admin@ncsc.example.no", "admin");
     let client = Client::new(&app);
     let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
     assert_eq!(client.get("/", &viewer).await.status(), StatusCode::OK);
@@ -369,11 +343,7 @@ async fn a_viewer_sees_the_overview_but_not_what_only_admins_may() {
 #[tokio::test]
 async fn a_login_without_its_csrf_token_or_from_another_site_is_refused() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "admin", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "admin");
     let client = Client::new(&app);
     let (cookie, csrf) = client.login_form().await;
     let post = |fields: Vec<(&'static str, String)>, origin: Option<&'static str>| {
@@ -468,16 +438,8 @@ async fn reported_compromise(app: &TestApp) -> i64 {
 async fn analysts_take_and_close_escalations_and_viewers_only_see_them() {
     let app = spawn_app_with(|s| s.outbox_workers = 0).await;
     let id = reported_compromise(&app).await;
-    assert!(
-        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
-            .status
-            .success()
-    );
-    assert!(
-        add_user(&app, "analyst@ncsc.example.no", "analyst", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    operator(&app, "analyst@ncsc.example.no", "analyst");
     let client = Client::new(&app);
 
     let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
@@ -597,16 +559,8 @@ async fn analysts_take_and_close_escalations_and_viewers_only_see_them() {
 #[tokio::test]
 async fn the_audit_log_is_filtered_in_the_url_and_paged() {
     let app = spawn_app().await;
-    assert!(
-        add_user(&app, "kari@ncsc.example.no", "analyst", PASSWORD)
-            .status
-            .success()
-    );
-    assert!(
-        add_user(&app, "viewer@ncsc.example.no", "viewer", PASSWORD)
-            .status
-            .success()
-    );
+    operator(&app, "kari@ncsc.example.no", "analyst");
+    operator(&app, "viewer@ncsc.example.no", "viewer");
     let client = Client::new(&app);
     for _ in 0..3 {
         client
