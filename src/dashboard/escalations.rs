@@ -11,12 +11,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, oslo_time, require, with_csrf_cookie};
+use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store::{self, Escalation, EscalationStatus};
 use crate::app::AppState;
 use crate::domain::DomainError;
-use crate::web::csrf::{self, CsrfCookie};
+use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
 use crate::web::form::{FieldErrors, FormFields};
 use crate::web::page::{self, Layout};
@@ -121,26 +121,6 @@ async fn list(
     render(&state, &signed, &csrf, &q, None).await
 }
 
-/// The checks every action of the page makes first: the role, the form's
-/// origin and CSRF token.
-fn may_act(
-    state: &AppState,
-    signed: &Signed,
-    headers: &HeaderMap,
-    csrf: &CsrfCookie,
-    form: &FormFields,
-) -> Result<(), WebError> {
-    require(signed, Role::Analyst)?;
-    csrf::check_form(
-        csrf,
-        headers,
-        &state.settings.link_secret(),
-        &signed.session.csrf_scope(),
-        form,
-        false,
-    )
-}
-
 /// Back to the list the action came from.
 fn back(form: &FormFields) -> Redirect {
     let (status, _) = status_filter(form.get("status"));
@@ -155,7 +135,7 @@ async fn take(
     Path(id): Path<i64>,
     form: FormFields,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form)?;
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     match store::take_escalation(&mut conn, &signed.operator.actor(), id, state.clock.now()).await {
         // Taken meanwhile by someone else: the list shows by whom.
@@ -172,7 +152,7 @@ async fn close(
     Path(id): Path<i64>,
     form: FormFields,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form)?;
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let note = form.get("note").unwrap_or("");
     let mut conn = state.pool.acquire().await?;
     match store::close_escalation(

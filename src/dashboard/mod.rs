@@ -13,9 +13,14 @@
 //!   close with a note;
 //! - [`routes`]: login, logout, the overview, the operators (admins).
 
+pub mod admin;
 pub mod audit;
+pub mod campaigns;
 pub mod escalations;
+pub mod findings;
+pub mod notifications;
 pub mod operators;
+pub mod organisations;
 pub mod overview;
 pub mod routes;
 pub mod sessions;

@@ -32,6 +32,11 @@ pub fn pages() -> Router<AppState> {
         .route("/operators", get(list_operators))
         .merge(super::escalations::pages())
         .merge(super::audit::pages())
+        .merge(super::organisations::pages())
+        .merge(super::findings::pages())
+        .merge(super::campaigns::pages())
+        .merge(super::notifications::pages())
+        .merge(super::admin::pages())
 }
 
 /// The CSRF scope of the login form, which no session has yet.
@@ -62,6 +67,28 @@ pub(super) fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
     } else {
         Err(WebError::Forbidden)
     }
+}
+
+/// The checks every dashboard action makes first: the operator's role is
+/// at least `least`, and the form came from this site's origin with the
+/// session's CSRF token.
+pub(super) fn may_act(
+    state: &AppState,
+    signed: &Signed,
+    headers: &HeaderMap,
+    csrf: &CsrfCookie,
+    form: &FormFields,
+    least: Role,
+) -> Result<(), WebError> {
+    require(signed, least)?;
+    csrf::check_form(
+        csrf,
+        headers,
+        &state.settings.link_secret(),
+        &signed.session.csrf_scope(),
+        form,
+        false,
+    )
 }
 
 /// A page with the CSRF cookie set when the browser had none.

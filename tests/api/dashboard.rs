@@ -41,8 +41,8 @@ pub(crate) fn operator(app: &TestApp, email: &str, role: &str) {
 }
 
 /// A browser whose cookies the test passes by hand; redirects not followed.
-struct Client {
-    http: reqwest::Client,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
     base: String,
 }
 
@@ -62,7 +62,7 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 impl Client {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -72,7 +72,7 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
             .header(COOKIE, cookies)
@@ -113,8 +113,25 @@ impl Client {
             .unwrap()
     }
 
+    /// A form post with the given cookies.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        cookies: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookies)
+            .header("origin", &self.base)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Logs in; returns the cookies a browser would then send.
-    async fn login(&self, email: &str, password: &str) -> String {
+    pub(crate) async fn login(&self, email: &str, password: &str) -> String {
         let r = self.login_with(email, password, "/", "").await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
         let session = set_cookie(&r, "varsel_session").expect("a session cookie");

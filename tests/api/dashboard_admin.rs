@@ -1,0 +1,1 @@
+//! Dashboard admin pages, as a browser meets them.

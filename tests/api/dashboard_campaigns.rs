@@ -1,0 +1,1 @@
+//! Dashboard campaigns pages, as a browser meets them.

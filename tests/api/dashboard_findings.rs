@@ -1,0 +1,1 @@
+//! Dashboard findings pages, as a browser meets them.

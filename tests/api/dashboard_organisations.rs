@@ -1,0 +1,1 @@
+//! Dashboard organisations pages, as a browser meets them.
