@@ -7,12 +7,15 @@
 //! - [`sessions`]: sessions in PostgreSQL (ids stored as hashes), their
 //!   expiry, the [`sessions::Signed`] extractor every page starts with, and
 //!   the only `?next=` it follows;
+//! - [`totp`]: the optional second factor, its setup and its codes;
+//! - [`account`]: an operator's own account (the second factor);
 //! - [`overview`]: the situation at a glance;
 //! - [`audit`]: the audit log, filtered and paged;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
 //! - [`routes`]: login, logout, the overview, the operators (admins).
 
+pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod campaigns;
@@ -24,3 +27,4 @@ pub mod organisations;
 pub mod overview;
 pub mod routes;
 pub mod sessions;
+pub mod totp;

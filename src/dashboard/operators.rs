@@ -10,7 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{Acquire, PgConnection};
 
+use super::totp;
 use crate::audit;
+use crate::config::Secret;
 use crate::domain::{Actor, DomainError, DomainResult, optional_text};
 use crate::registry::model::EmailAddress;
 
@@ -157,13 +159,16 @@ struct Account {
     locked_until: Option<DateTime<Utc>>,
 }
 
-/// Checks a login and records its outcome (failures in a row, lock, last
+/// Checks a login (password, then the TOTP code of those who have the
+/// second factor) and records its outcome (failures in a row, lock, last
 /// login), in one transaction. An unknown address costs a hash check too,
 /// so that timing does not tell which addresses exist.
 pub async fn check_login(
     conn: &mut PgConnection,
+    key: &Secret,
     email: &str,
     password: &str,
+    code: &str,
     lockout: &Lockout,
     now: DateTime<Utc>,
 ) -> DomainResult<Login> {
@@ -191,7 +196,16 @@ pub async fn check_login(
     if let Some(until) = locked_until.filter(|until| *until > now) {
         return Ok(Login::Locked { until });
     }
-    if !verified(hash, password).await? {
+    let mut good = verified(hash, password).await?;
+    if good {
+        // The second factor, for those who turned it on; a wrong code
+        // counts as a wrong password, and the two are not told apart.
+        let second = totp::Second::read(&mut tx, id).await?;
+        if second.required() {
+            good = second.check_and_spend(&mut tx, key, code, now).await?;
+        }
+    }
+    if !good {
         let failures = failures + 1;
         let locked_until =
             (failures >= lockout.max_failures as i32).then(|| now + lockout.lock_for);

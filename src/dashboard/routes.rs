@@ -30,6 +30,7 @@ pub fn pages() -> Router<AppState> {
         .route("/login", get(show_login).post(login))
         .route("/logout", post(logout))
         .route("/operators", get(list_operators))
+        .merge(super::account::pages())
         .merge(super::escalations::pages())
         .merge(super::audit::pages())
         .merge(super::organisations::pages())
@@ -145,6 +146,7 @@ async fn login(
     csrf::check_form(&csrf, &headers, &secret, LOGIN_SCOPE, &form, false)?;
     let email = form.get("email").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
+    let code = form.get("code").unwrap_or("");
     let next = safe_next(form.get("next"));
     let now = state.clock.now();
     let lockout = Lockout {
@@ -162,8 +164,10 @@ async fn login(
         };
         Ok((StatusCode::UNAUTHORIZED, page::render(&page)?).into_response())
     };
-    match operators::check_login(&mut conn, email, password, &lockout, now).await? {
-        Login::Refused => refused("Wrong e-mail address or password.".to_owned()),
+    match operators::check_login(&mut conn, &secret, email, password, code, &lockout, now).await? {
+        Login::Refused => {
+            refused("Wrong e-mail address, password or authentication code.".to_owned())
+        }
         Login::Locked { until } => refused(format!(
             "Too many wrong passwords: this account is locked until {}. Try again then, or ask an admin.",
             oslo_time(until)

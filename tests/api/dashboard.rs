@@ -98,16 +98,26 @@ impl Client {
         next: &str,
         extra_cookie: &str,
     ) -> reqwest::Response {
+        self.login_posting(
+            &[("email", email), ("password", password), ("next", next)],
+            extra_cookie,
+        )
+        .await
+    }
+
+    /// The login form posted with `fields` (and its CSRF token).
+    async fn login_posting(
+        &self,
+        fields: &[(&str, &str)],
+        extra_cookie: &str,
+    ) -> reqwest::Response {
         let (cookie, csrf) = self.login_form().await;
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
         self.http
             .post(format!("{}/login", self.base))
             .header(COOKIE, format!("{cookie}{extra_cookie}"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("email", email),
-                ("password", password),
-                ("next", next),
-            ])
+            .form(&form)
             .send()
             .await
             .unwrap()
@@ -173,7 +183,7 @@ async fn an_operator_added_on_the_command_line_logs_in_and_out() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert!(set_cookie(&wrong, "varsel_session").is_none());
     let html = wrong.text().await.unwrap();
-    assert!(html.contains("Wrong e-mail address or password."));
+    assert!(html.contains("Wrong e-mail address, password or authentication code."));
     assert!(
         html.contains(r#"value="kari@ncsc.example.no""#),
         "the address stays in the form"
@@ -187,7 +197,7 @@ async fn an_operator_added_on_the_command_line_logs_in_and_out() {
             .text()
             .await
             .unwrap()
-            .contains("Wrong e-mail address or password.")
+            .contains("Wrong e-mail address, password or authentication code.")
     );
 
     let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
@@ -655,4 +665,126 @@ async fn the_audit_log_is_filtered_in_the_url_and_paged() {
         10
     );
     assert!(!second.contains(r#"rel="next""#));
+}
+
+/// The text of the element with `id` (no nested tags), unescaped of `&amp;`.
+fn text_of(html: &str, id: &str) -> String {
+    let start = html
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[start..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find('<').unwrap();
+    rest[open..open + close].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_second_factor_is_set_up_with_a_first_code_and_then_asked_for_at_every_login() {
+    let app = spawn_app().await;
+    operator(&app, "kari@ncsc.example.no", "viewer");
+    let client = Client::new(&app);
+    let cookies = client.login("kari@ncsc.example.no", PASSWORD).await;
+    let account = client.get("/account", &cookies).await.text().await.unwrap();
+    assert_eq!(text_of(&account, "totp-status"), "off");
+    let csrf = hidden(&account, "csrf");
+
+    let begun = client
+        .post("/account/totp/begin", &cookies, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(begun.status(), StatusCode::OK);
+    let setup = begun.text().await.unwrap();
+    let secret = text_of(&setup, "totp-secret");
+    assert!(
+        text_of(&setup, "totp-url").starts_with("otpauth://totp/Varsel:kari%40ncsc.example.no?")
+    );
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT totp_pending_secret FROM operators")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(!sealed.is_empty(), "pending until confirmed");
+
+    let now = app.state.clock.now();
+    let code = |at| varsel::dashboard::totp::code_at(&secret, at).unwrap();
+    let wrong = client
+        .post(
+            "/account/totp/confirm",
+            &cookies,
+            &[("csrf", &csrf), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = wrong.text().await.unwrap();
+    assert!(
+        html.contains("The code is not the app&#39;s current six-digit code.")
+            || html.contains("The code is not the app&#x27;s current six-digit code."),
+        "{html}"
+    );
+    assert_eq!(
+        text_of(&html, "totp-secret"),
+        secret,
+        "the same setup again"
+    );
+    let confirmed = client
+        .post(
+            "/account/totp/confirm",
+            &cookies,
+            &[("csrf", &csrf), ("code", &code(now))],
+        )
+        .await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    let account = client.get("/account", &cookies).await.text().await.unwrap();
+    assert_eq!(text_of(&account, "totp-status"), "on");
+    assert!(!account.contains(&secret), "the key is shown only at setup");
+
+    // The password alone no longer logs in; nor does a spent code.
+    let client = &client;
+    let login = |code: String| async move {
+        client
+            .login_posting(
+                &[
+                    ("email", "kari@ncsc.example.no"),
+                    ("password", PASSWORD),
+                    ("code", &code),
+                    ("next", "/"),
+                ],
+                "",
+            )
+            .await
+            .status()
+    };
+    assert_eq!(login(String::new()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(code(now)).await,
+        StatusCode::UNAUTHORIZED,
+        "each code is good once"
+    );
+    app.state.clock.advance(chrono::Duration::seconds(30));
+    let later = app.state.clock.now();
+    assert_eq!(
+        login(code(later - chrono::Duration::seconds(600))).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(login(code(later)).await, StatusCode::SEE_OTHER);
+    let failures: i32 = sqlx::query_scalar("SELECT failed_logins FROM operators")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failures, 0, "a good login clears the wrong codes before it");
+    let audit: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE action LIKE 'operator.%' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        audit.contains(&"operator.totp_enabled".to_owned()),
+        "{audit:?}"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| *a == "operator.login_failed")
+            .count(),
+        3
+    );
 }
