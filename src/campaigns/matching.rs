@@ -12,6 +12,13 @@
 
 use super::model::MatchState;
 
+/// Points 2 and 3 of the rule, shared by both SQL spellings below.
+macro_rules! covers {
+    () => {
+        "f.state = ANY (c.states) AND (f.check_id = ANY (c.checks) OR f.cves && c.cves)"
+    };
+}
+
 /// The rule as a SQL condition over a campaign row aliased `c` and a
 /// finding row aliased `f`, e.g.
 ///
@@ -22,8 +29,12 @@ use super::model::MatchState;
 /// Findings have no index for it: a campaign's findings are read by a
 /// scan of the open ones, which is what drafting does once per campaign
 /// anyway, and an index on `findings` would slow down every ingest batch.
-pub const MATCH_SQL: &str = "(f.status = 'open' AND f.state = ANY (c.states) \
-     AND (f.check_id = ANY (c.checks) OR f.cves && c.cves))";
+pub const MATCH_SQL: &str = concat!("(f.status = 'open' AND ", covers!(), ")");
+
+/// The rule but its first point: the findings a campaign covers whether
+/// open or resolved (what its remediation curve counts down).
+pub const COVERS_SQL: &str = concat!("(", covers!(), ")");
+
 
 /// The rule in Rust, over a campaign's matching fields.
 #[derive(Debug, Clone, Copy)]

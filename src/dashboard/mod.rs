@@ -9,7 +9,8 @@
 //!   the only `?next=` it follows;
 //! - [`totp`]: the optional second factor, its setup and its codes;
 //! - [`account`]: an operator's own account (the second factor);
-//! - [`overview`]: the situation at a glance;
+//! - [`overview`]: the situation at a glance, with [`stats`]: the
+//!   charts' figures, aggregated ahead, and their SVG drawing;
 //! - [`audit`]: the audit log, filtered and paged;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
@@ -27,4 +28,5 @@ pub mod organisations;
 pub mod overview;
 pub mod routes;
 pub mod sessions;
+pub mod stats;
 pub mod totp;

@@ -20,6 +20,25 @@ pub struct Overview {
     pub failed_deliveries: i64,
 }
 
+impl Overview {
+    /// Notified → opened → acknowledged → resolved, as bars.
+    pub fn funnel(&self) -> super::stats::Bars {
+        let of = |n: i64| {
+            if self.notified == 0 {
+                String::new()
+            } else {
+                format!("{} %", n * 100 / self.notified)
+            }
+        };
+        super::stats::Bars::new(vec![
+            ("Notified".to_owned(), self.notified, String::new()),
+            ("Opened".to_owned(), self.opened, of(self.opened)),
+            ("Acknowledged".to_owned(), self.acknowledged, of(self.acknowledged)),
+            ("Resolved".to_owned(), self.resolved, of(self.resolved)),
+        ])
+    }
+}
+
 pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
     sqlx::query_as(
         "SELECT

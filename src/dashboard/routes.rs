@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::operators::{self, Lockout, Login, Role};
 use super::overview::{self, Overview};
 use super::sessions::{self, Signed, safe_next};
+use super::stats;
 use crate::advisory::access::ClientAddr;
 use crate::app::AppState;
 use crate::notifications::texts::MailLanguage;
@@ -220,6 +221,10 @@ struct OverviewPage {
     layout: Layout,
     chrome: Chrome,
     overview: Overview,
+    charts: stats::Charts,
+    /// The notification funnel, from the live counts.
+    funnel: stats::Bars,
+    refreshed: String,
 }
 
 async fn show_overview(
@@ -228,10 +233,15 @@ async fn show_overview(
     csrf: CsrfCookie,
 ) -> Result<Response, WebError> {
     let mut conn = state.pool.acquire().await?;
+    let overview = overview::read(&mut conn).await?;
+    let charts = stats::read(&mut conn).await?;
     let page = OverviewPage {
         layout: Layout::dashboard("Overview · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
-        overview: overview::read(&mut conn).await?,
+        funnel: overview.funnel(),
+        refreshed: charts.refreshed_at.map(oslo_time).unwrap_or_default(),
+        charts,
+        overview,
     };
     Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
 }

@@ -47,6 +47,8 @@ pub enum Job {
     /// drafting (for findings committed while a campaign was being
     /// activated, which neither enqueued). Periodic.
     Sweep,
+    /// Aggregate what the dashboard's charts draw. Periodic.
+    DashboardStats,
 }
 
 impl Job {
@@ -60,18 +62,19 @@ impl Job {
             Job::SendFollowup { .. } => "send_followup",
             Job::SendUpdate { .. } => "send_update",
             Job::Sweep => "sweep",
+            Job::DashboardStats => "dashboard_stats",
         }
     }
 
     pub fn is_periodic(&self) -> bool {
-        matches!(self, Job::Housekeeping | Job::Sweep)
+        matches!(self, Job::Housekeeping | Job::Sweep | Job::DashboardStats)
     }
 
     /// Pending jobs with the same key are one job.
     fn dedupe_key(&self) -> Option<String> {
         match self {
             Job::AttributeTriage => Some("attribute_triage".to_owned()),
-            Job::Housekeeping | Job::Sweep => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
+            Job::Housekeeping | Job::Sweep | Job::DashboardStats => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
             Job::MatchFindings => Some("match_findings".to_owned()),
             Job::MailApproved { campaign_id } => Some(format!("mail_approved:{campaign_id}")),
             Job::SendFollowup { notification_id } => {
@@ -110,6 +113,10 @@ impl Job {
                 crate::notifications::drafting::run(state).await?;
                 crate::notifications::mailing::send_reminders(state).await
             }
+            Job::DashboardStats => {
+                let mut conn = state.pool.acquire().await?;
+                Ok(crate::dashboard::stats::refresh(&mut conn, state.clock.now()).await?)
+            }
         }
     }
 }
@@ -119,10 +126,11 @@ impl Job {
 pub const PERIODIC_PREFIX: &str = "periodic:";
 
 /// Periodic jobs and how often each runs.
-fn periodic() -> [(Job, Duration); 2] {
+fn periodic() -> [(Job, Duration); 3] {
     [
         (Job::Housekeeping, Duration::hours(1)),
         (Job::Sweep, Duration::minutes(5)),
+        (Job::DashboardStats, Duration::minutes(5)),
     ]
 }
 

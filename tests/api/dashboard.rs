@@ -788,3 +788,67 @@ async fn a_second_factor_is_set_up_with_a_first_code_and_then_asked_for_at_every
         3
     );
 }
+
+#[tokio::test]
+async fn the_overview_draws_each_campaigns_curve_the_funnel_and_the_sectors() {
+    use crate::notifications::{active_campaign, organisation, push};
+    let app = crate::notifications::spawn_app().await;
+    let org = organisation(
+        &app,
+        "ORG-1",
+        "192.0.2.0/24",
+        &[("cert@a.example.no", "security", "nb")],
+    )
+    .await;
+    let (status, body) = app
+        .patch(
+            &format!("/api/v1/organisations/{org}"),
+            &app.admin,
+            serde_json::json!({ "sector": "energy <b>grid</b>" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let two_days_ago = (app.state.clock.now() - chrono::Duration::days(2)).to_rfc3339();
+    push(
+        &app,
+        &[("192.0.2.10", "vulnerable"), ("192.0.2.11", "vulnerable")],
+        &two_days_ago,
+    )
+    .await;
+    let campaign = active_campaign(&app, serde_json::json!({})).await;
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    let client = Client::new(&app);
+    let cookies = client.login("viewer@ncsc.example.no", PASSWORD).await;
+
+    let before = client.get("/", &cookies).await.text().await.unwrap();
+    assert!(before.contains(r#"id="no-curves""#), "nothing gathered yet");
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    varsel::dashboard::stats::refresh(&mut conn, app.state.clock.now())
+        .await
+        .unwrap();
+    let html = client.get("/", &cookies).await.text().await.unwrap();
+    let curve = &html[html
+        .find(&format!(r#"id="curve-{campaign}""#))
+        .expect("a curve")..];
+    assert!(
+        curve.contains(r#"<strong class="curve-now">2</strong> open"#),
+        "{curve}"
+    );
+    // Three days: the day the hosts were first seen, yesterday, today.
+    let points = curve
+        .split(r#"points=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(points.split(' ').count(), 3, "{points}");
+    assert!(
+        html.contains("energy &#60;b&#62;grid&#60;/b&#62;"),
+        "sector names escaped"
+    );
+    assert!(!html.contains("<b>grid"));
+    assert!(html.contains(r#"id="charts-refreshed""#));
+    assert!(html.contains(r#"id="funnel-heading""#));
+}
