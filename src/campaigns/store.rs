@@ -644,6 +644,7 @@ pub async fn update(
     let mut fields = Fields::of(&current);
     patch.apply(&mut fields);
     fields.check_whole()?;
+    let before = audit::snapshot(&mut tx, "campaigns", id).await?;
     let sql = format!(
         "UPDATE campaigns SET ({FIELD_COLUMNS}) = ({FIELD_PARAMS}) WHERE id = $25
          RETURNING {COLUMNS}"
@@ -653,12 +654,13 @@ pub async fn update(
         .fetch_one(&mut *tx)
         .await?;
     let campaign = Campaign::try_from(row)?;
+    let after = audit::snapshot(&mut tx, "campaigns", id).await?;
     audit::commit(
         tx,
         actor,
         "campaign.update",
         &subject(id),
-        serde_json::json!({ "slug": campaign.slug }),
+        audit::changes(before.as_ref(), after.as_ref()),
     )
     .await?;
     Ok(campaign)

@@ -53,7 +53,43 @@ struct Line {
     actor: String,
     action: String,
     subject: String,
+    /// `field: before → after`, one per changed field.
+    changes: Vec<(String, String, String)>,
+    /// The rest of the detail.
     detail: String,
+}
+
+/// Splits an event's detail into the fields it changed (`before` and
+/// `after`, see [`crate::audit::changes`]) and whatever else it says.
+fn explain(mut detail: serde_json::Value) -> (Vec<(String, String, String)>, String) {
+    let shown = |v: Option<&serde_json::Value>| match v {
+        None => "—".to_owned(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let mut changes = Vec::new();
+    if let Some(map) = detail.as_object_mut() {
+        let before = map.remove("before");
+        let after = map.remove("after");
+        let empty = serde_json::Map::new();
+        let old = before
+            .as_ref()
+            .and_then(|b| b.as_object())
+            .unwrap_or(&empty);
+        let new = after.as_ref().and_then(|a| a.as_object()).unwrap_or(&empty);
+        let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            changes.push((key.clone(), shown(old.get(key)), shown(new.get(key))));
+        }
+    }
+    let rest = if detail == serde_json::json!({}) {
+        String::new()
+    } else {
+        detail.to_string()
+    };
+    (changes, rest)
 }
 
 #[derive(Template)]
@@ -126,16 +162,16 @@ async fn show(
         subject: text(&q.subject),
         lines: events
             .into_iter()
-            .map(|e| Line {
-                at: oslo_time(e.at),
-                actor: e.actor,
-                action: e.action,
-                subject: e.subject,
-                detail: if e.detail == serde_json::json!({}) {
-                    String::new()
-                } else {
-                    e.detail.to_string()
-                },
+            .map(|e| {
+                let (changes, detail) = explain(e.detail);
+                Line {
+                    at: oslo_time(e.at),
+                    actor: e.actor,
+                    action: e.action,
+                    subject: e.subject,
+                    changes,
+                    detail,
+                }
             })
             .collect(),
         next,

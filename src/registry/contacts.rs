@@ -124,6 +124,7 @@ pub async fn update(
         .map(|n| optional_text("name", n.as_deref(), 200))
         .transpose()?;
     let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "contacts", id).await?;
     let contact: Contact = sqlx::query_as(&format!(
         "UPDATE contacts SET
             email = coalesce($2, email),
@@ -143,12 +144,13 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| DomainError::not_found(format!("contact {id}")))?;
+    let after = audit::snapshot(&mut tx, "contacts", id).await?;
     audit::commit(
         tx,
         actor,
         "contact.update",
         &format!("contact:{id}"),
-        serde_json::json!({}),
+        audit::changes(before.as_ref(), after.as_ref()),
     )
     .await?;
     Ok(contact)
@@ -156,6 +158,7 @@ pub async fn update(
 
 pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainResult<()> {
     let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "contacts", id).await?;
     let n = sqlx::query("DELETE FROM contacts WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -169,7 +172,7 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainRe
         actor,
         "contact.delete",
         &format!("contact:{id}"),
-        serde_json::json!({}),
+        audit::changes(before.as_ref(), None),
     )
     .await?;
     Ok(())

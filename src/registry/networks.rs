@@ -219,6 +219,7 @@ pub async fn update_network(
     let mut tx = conn.begin().await?;
     let current = fetch_network_row(&mut tx, id, true).await?;
     check_changeable(&current)?;
+    let before = audit::snapshot(&mut tx, "networks", id).await?;
     let new_org = patch.organisation_id.unwrap_or(current.organisation_id);
     let current_source = Source::parse(&current.source).map_err(anyhow::Error::msg)?;
     let new_source = patch.source.unwrap_or(current_source);
@@ -256,12 +257,15 @@ pub async fn update_network(
         .fetch_one(&mut *tx)
         .await?
     };
+    let after = audit::snapshot(&mut tx, "networks", network.id).await?;
+    let mut detail = audit::changes(before.as_ref(), after.as_ref());
+    detail["new_row"] = network.id.into();
     audit::commit(
         tx,
         actor,
         "network.update",
         &format!("network:{id}"),
-        serde_json::json!({ "new_row": network.id, "organisation_id": new_org }),
+        detail,
     )
     .await?;
     Ok(network)
@@ -272,16 +276,18 @@ pub async fn end_network(conn: &mut PgConnection, actor: &Actor, id: i64) -> Dom
     let mut tx = conn.begin().await?;
     let current = fetch_network_row(&mut tx, id, true).await?;
     check_changeable(&current)?;
+    let before = audit::snapshot(&mut tx, "networks", id).await?;
     sqlx::query("UPDATE networks SET valid_to = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    let after = audit::snapshot(&mut tx, "networks", id).await?;
     audit::commit(
         tx,
         actor,
         "network.end",
         &format!("network:{id}"),
-        serde_json::json!({}),
+        audit::changes(before.as_ref(), after.as_ref()),
     )
     .await?;
     Ok(())

@@ -181,6 +181,7 @@ pub async fn update(
         .map(|n| optional_text("notes", n.as_deref(), 10_000))
         .transpose()?;
     let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "organisations", id).await?;
     let org: Organisation = sqlx::query_as(&format!(
         "UPDATE organisations SET
             name = coalesce($2, name),
@@ -206,12 +207,13 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| DomainError::not_found(format!("organisation {id}")))?;
+    let after = audit::snapshot(&mut tx, "organisations", id).await?;
     audit::commit(
         tx,
         actor,
         "organisation.update",
         &format!("organisation:{id}"),
-        serde_json::json!({}),
+        audit::changes(before.as_ref(), after.as_ref()),
     )
     .await?;
     Ok(org)
@@ -230,6 +232,7 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainRe
     if has_findings {
         return Err(DomainError::conflict("the organisation has findings"));
     }
+    let before = audit::snapshot(&mut tx, "organisations", id).await?;
     let deleted = sqlx::query("DELETE FROM organisations WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -243,7 +246,7 @@ pub async fn delete(conn: &mut PgConnection, actor: &Actor, id: i64) -> DomainRe
         actor,
         "organisation.delete",
         &format!("organisation:{id}"),
-        serde_json::json!({}),
+        audit::changes(before.as_ref(), None),
     )
     .await?;
     Ok(())

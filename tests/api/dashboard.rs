@@ -665,6 +665,35 @@ async fn the_audit_log_is_filtered_in_the_url_and_paged() {
         10
     );
     assert!(!second.contains(r#"rel="next""#));
+
+    // A change shows what each field was and became.
+    let org: i64 = sqlx::query_scalar("SELECT id FROM organisations WHERE ref = 'ORG-7'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/organisations/{org}"),
+            &app.admin,
+            serde_json::json!({ "name": "Org <7>", "sector": "energy" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let changed = client
+        .get(
+            &format!("/audit?subject=organisation:{org}&action=organisation.update"),
+            &analyst,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        changed.contains("<code>name</code>: <del>Org 7</del> → <ins>Org &#60;7&#62;</ins>"),
+        "{changed}"
+    );
+    assert!(changed.contains("<code>sector</code>: <del>null</del> → <ins>energy</ins>"));
+    assert!(!changed.contains("<code>ref</code>"), "only what changed");
 }
 
 /// The text of the element with `id` (no nested tags), unescaped of `&amp;`.
