@@ -65,11 +65,11 @@ pub async fn run(
     );
 
     // Warm both up (connections, caches), then measure each.
-    load(&http, &page, rate, 2).await?;
-    let page_stats = load(&http, &page, rate, seconds).await?;
+    load(&http, &page, None, rate, 2).await?;
+    let page_stats = load(&http, &page, None, rate, seconds).await?;
     let health = format!("{}/healthz", server.base);
-    load(&http, &health, rate, 2).await?;
-    let health_stats = load(&http, &health, rate, seconds).await?;
+    load(&http, &health, None, rate, 2).await?;
+    let health_stats = load(&http, &health, None, rate, seconds).await?;
     page_stats.print("advisory page");
     health_stats.print("baseline /healthz");
     println!(
@@ -213,7 +213,7 @@ async fn wait_for(api: &Api, org: i64, done: impl Fn(&Value) -> bool) -> anyhow:
 }
 
 /// Latencies of one load run, sorted.
-struct Stats {
+pub(super) struct Stats {
     latencies: Vec<Duration>,
     errors: usize,
     rate: u32,
@@ -221,12 +221,12 @@ struct Stats {
 }
 
 impl Stats {
-    fn quantile(&self, q: f64) -> Duration {
+    pub(super) fn quantile(&self, q: f64) -> Duration {
         let i = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[i - 1]
     }
 
-    fn print(&self, what: &str) {
+    pub(super) fn print(&self, what: &str) {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "{what}: {} requests at {}/s (sent at {:.0}/s), {} errors: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -242,8 +242,15 @@ impl Stats {
     }
 }
 
-/// `rate` GETs a second of `url` for `seconds`, each at its planned time.
-async fn load(http: &reqwest::Client, url: &str, rate: u32, seconds: u64) -> anyhow::Result<Stats> {
+/// `rate` GETs a second of `url` for `seconds`, each at its planned time,
+/// with `cookie` if given.
+pub(super) async fn load(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<Stats> {
     let total = rate as u64 * seconds;
     let interval = Duration::from_secs(1) / rate;
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -253,9 +260,12 @@ async fn load(http: &reqwest::Client, url: &str, rate: u32, seconds: u64) -> any
         let planned = start + interval * i as u32;
         tokio::time::sleep_until(planned).await;
         let http = http.clone();
-        let url = url.to_owned();
+        let mut request = http.get(url);
+        if let Some(cookie) = cookie {
+            request = request.header(reqwest::header::COOKIE, cookie);
+        }
         tasks.push(tokio::spawn(async move {
-            let ok = match http.get(&url).send().await {
+            let ok = match request.send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             };

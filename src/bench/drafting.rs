@@ -15,7 +15,21 @@ use crate::notifications::{drafting, mailing};
 
 pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Result<()> {
     println!("machine: {}", super::machine());
-    let (settings, pool) = super::fresh_database(&settings, "bench_drafting").await?;
+    mailed_campaign(settings, data, batch, "bench_drafting").await?;
+    Ok(())
+}
+
+/// The data set ingested into a fresh database `bench_<suffix>`, and the
+/// ProxyLogon campaign over it drafted, approved and mailed, each step
+/// timed and printed. Returns the database's settings and pool and the
+/// campaign's id (for benches of what comes after).
+pub(super) async fn mailed_campaign(
+    settings: Settings,
+    data: &Path,
+    batch: usize,
+    database: &str,
+) -> anyhow::Result<(Settings, sqlx::PgPool, i64)> {
+    let (settings, pool) = super::fresh_database(&settings, database).await?;
     super::import_registry(&pool, data).await?;
     let (_, token) =
         crate::auth::create_client(&pool, &Actor::Cli, "bench", &[crate::auth::Scope::Ingest])
@@ -36,12 +50,14 @@ pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Resul
     // they fill.
     sqlx::query("ANALYZE findings").execute(&pool).await?;
 
-    let settings = Settings {
-        job_workers: 0,
-        outbox_workers: 0,
-        ..settings
-    };
-    let state = AppState::new(settings, pool.clone())?;
+    let state = AppState::new(
+        Settings {
+            job_workers: 0,
+            outbox_workers: 0,
+            ..settings.clone()
+        },
+        pool.clone(),
+    )?;
     let now = state.clock.now();
     let mut conn = pool.acquire().await?;
     let campaign = crate::campaigns::seed::seed(&mut conn, &Actor::Cli, now, false).await?;
@@ -104,5 +120,5 @@ pub async fn run(settings: Settings, data: &Path, batch: usize) -> anyhow::Resul
         "total from activation to every advisory queued: {:.1} s",
         draft + mailed
     );
-    Ok(())
+    Ok((settings, pool, campaign))
 }

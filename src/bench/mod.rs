@@ -5,6 +5,7 @@
 
 mod advisory;
 mod attribution;
+mod dashboard;
 pub mod dataset;
 mod drafting;
 mod ingest;
@@ -74,6 +75,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// The dashboard's overview, the campaign's progress page and a
+    /// filtered findings list over the data set with the ProxyLogon
+    /// campaign mailed, each under a fixed request rate (open loop) from a
+    /// logged-in operator, against `/healthz` under the same load.
+    Dashboard {
+        #[arg(long)]
+        data: PathBuf,
+        /// Observation lines per ingest request.
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
+        /// Requests per second, per page.
+        #[arg(long, default_value_t = 10)]
+        rate: u32,
+        /// Seconds of load per page (after 2 s of warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Sends N rendered advisories through the outbox to an SMTP server,
     /// then the same messages with bare loops (lettre's stock pooled
     /// transport, and the outbox's TCP_NODELAY pool) against the same server.
@@ -114,6 +132,12 @@ pub async fn run(settings: Settings, cmd: BenchCommand) -> anyhow::Result<()> {
             rate,
             seconds,
         } => advisory::run(settings, findings, rate, seconds).await,
+        BenchCommand::Dashboard {
+            data,
+            batch,
+            rate,
+            seconds,
+        } => dashboard::run(settings, &data, batch, rate, seconds).await,
         BenchCommand::Outbox {
             smtp,
             messages,
