@@ -59,6 +59,9 @@ pub fn pages() -> Router<AppState> {
 const PAGE: i64 = 50;
 /// The last page the search goes to (OFFSET paging, capped).
 const MAX_PAGE: i64 = 200;
+/// Network rows shown on an organisation (current ones first); the API
+/// lists them all.
+const NETWORKS_SHOWN: usize = 500;
 
 // ---------------------------------------------------------------- search
 
@@ -307,6 +310,8 @@ struct DetailPage {
     chrome: Chrome,
     org: Organisation,
     networks: Vec<NetworkLine>,
+    /// Rows past [`NETWORKS_SHOWN`].
+    hidden_networks: usize,
     contacts: Vec<ContactLine>,
     domains: Vec<Domain>,
     findings: Vec<FindingLine>,
@@ -382,6 +387,8 @@ async fn render_detail(
     let mut network_rows = networks::list_networks(&mut conn, id, true).await?;
     // Current ones first, then the ended ones.
     network_rows.sort_by_key(|n| n.valid_to.is_some());
+    let hidden_networks = network_rows.len().saturating_sub(NETWORKS_SHOWN);
+    network_rows.truncate(NETWORKS_SHOWN);
     let contacts = contacts::list(&mut conn, id).await?;
     let domains = domains::list(&mut conn, id).await?;
     let filter = FindingsFilter {
@@ -406,6 +413,7 @@ async fn render_detail(
                 n,
             })
             .collect(),
+        hidden_networks,
         contacts: contacts
             .into_iter()
             .map(|c| ContactLine {

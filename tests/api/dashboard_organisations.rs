@@ -154,6 +154,9 @@ async fn an_analyst_registers_and_changes_an_organisation_its_name_escaped() {
         .unwrap()
         .parse()
         .unwrap();
+    let twice = client.post("/organisations", &cookies, &fields).await;
+    assert_eq!(twice.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(twice.text().await.unwrap().contains("id=\"ref-error\""));
     let detail = client.get(&location, &cookies).await.text().await.unwrap();
     assert!(detail.contains("&#60;b&#62;Bold&#60;/b&#62; kommune"));
     assert!(!detail.contains("<b>Bold"));
