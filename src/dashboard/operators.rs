@@ -275,6 +275,129 @@ fn verify(hash: &str, password: &str) -> bool {
     })
 }
 
+/// Changes an operator's role, audited with the role before and after.
+pub async fn set_role(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    role: Role,
+) -> DomainResult<()> {
+    let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "operators", id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("operator {id}")))?;
+    let after = sqlx::query_scalar::<_, serde_json::Value>(
+        "UPDATE operators t SET role = $2 WHERE id = $1 RETURNING to_jsonb(t)",
+    )
+    .bind(id)
+    .bind(role.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::commit(
+        tx,
+        actor,
+        "operator.role",
+        &format!("operator:{id}"),
+        audit::changes(Some(&before), Some(&after)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Disables an operator (their sessions end at once) or enables them
+/// again; audited with the change. Disabling twice keeps the first time.
+pub async fn set_disabled(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    disabled: bool,
+    now: DateTime<Utc>,
+) -> DomainResult<()> {
+    let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "operators", id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("operator {id}")))?;
+    let after = sqlx::query_scalar::<_, serde_json::Value>(
+        "UPDATE operators t SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, $3) END,
+                failed_logins = 0, locked_until = NULL
+          WHERE id = $1 RETURNING to_jsonb(t)",
+    )
+    .bind(id)
+    .bind(disabled)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    if disabled {
+        sqlx::query("DELETE FROM operator_sessions WHERE operator_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    audit::commit(
+        tx,
+        actor,
+        if disabled {
+            "operator.disable"
+        } else {
+            "operator.enable"
+        },
+        &format!("operator:{id}"),
+        audit::changes(Some(&before), Some(&after)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets a new password for an operator (at least [`MIN_PASSWORD_CHARS`]),
+/// lifts a lockout and ends their sessions. The audit records that it
+/// happened, never the password or its hash.
+pub async fn reset_password(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    id: i64,
+    password: &str,
+) -> DomainResult<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(DomainError::invalid(
+            "password",
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let to_hash = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+        .await
+        .map_err(|e| DomainError::Internal(anyhow::anyhow!("hashing a password: {e}")))??;
+    let mut tx = conn.begin().await?;
+    let before = audit::snapshot(&mut tx, "operators", id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("operator {id}")))?;
+    let after = sqlx::query_scalar::<_, serde_json::Value>(
+        "UPDATE operators t SET password_hash = $2, failed_logins = 0, locked_until = NULL
+          WHERE id = $1 RETURNING to_jsonb(t)",
+    )
+    .bind(id)
+    .bind(hash)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM operator_sessions WHERE operator_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut detail = audit::changes(Some(&before), Some(&after));
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("password".into(), serde_json::json!("reset"));
+    }
+    audit::commit(
+        tx,
+        actor,
+        "operator.password_reset",
+        &format!("operator:{id}"),
+        detail,
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
