@@ -3,7 +3,7 @@
 //! contact e-mail), an organisation with its networks (and their history),
 //! contacts, domains, open findings, notifications and pending contact
 //! proposals; registering and changing organisations, pasting networks,
-//! adding and disabling contacts, and deciding contact proposals
+//! adding, disabling and re-enabling contacts, and deciding contact proposals
 //! (`/contact-proposals/{id}/confirm|reject`). Every write goes through the
 //! same domain functions as the REST API.
 
@@ -50,6 +50,10 @@ pub fn pages() -> Router<AppState> {
         .route(
             "/organisations/{id}/contacts/{cid}/disable",
             post(disable_contact),
+        )
+        .route(
+            "/organisations/{id}/contacts/{cid}/enable",
+            post(enable_contact),
         )
         .route("/contact-proposals/{id}/confirm", post(confirm_proposal))
         .route("/contact-proposals/{id}/reject", post(reject_proposal))
@@ -828,7 +832,32 @@ async fn disable_contact(
     Path((id, cid)): Path<(i64, i64)>,
     form: FormFields,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    set_enabled(&state, &signed, &headers, &csrf, (id, cid), &form, false).await
+}
+
+async fn enable_contact(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path((id, cid)): Path<(i64, i64)>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    set_enabled(&state, &signed, &headers, &csrf, (id, cid), &form, true).await
+}
+
+/// Turns a contact of organisation `id` off (it gets no mail, and is kept
+/// with its history) or on again.
+async fn set_enabled(
+    state: &AppState,
+    signed: &Signed,
+    headers: &HeaderMap,
+    csrf: &CsrfCookie,
+    (id, cid): (i64, i64),
+    form: &FormFields,
+    enabled: bool,
+) -> Result<Response, WebError> {
+    may_act(state, signed, headers, csrf, form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     // Only a contact of this organisation, so that the page it returns to
     // shows the change.
@@ -844,7 +873,7 @@ async fn disable_contact(
         name: None,
         role: None,
         language: None,
-        enabled: Some(false),
+        enabled: Some(enabled),
     };
     contacts::update(&mut conn, &signed.operator.actor(), cid, &patch).await?;
     Ok(back_to(id))

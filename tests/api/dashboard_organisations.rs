@@ -348,6 +348,18 @@ async fn contacts_are_added_and_disabled() {
         .get(&format!("/api/v1/organisations/{id}/contacts"), &app.read)
         .await;
     assert_eq!(contacts[0]["enabled"], false);
+    let enabled = client
+        .post(
+            &format!("{path}/{cid}/enable"),
+            &cookies,
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(enabled.status(), StatusCode::SEE_OTHER);
+    let (_, contacts) = app
+        .get(&format!("/api/v1/organisations/{id}/contacts"), &app.read)
+        .await;
+    assert_eq!(contacts[0]["enabled"], true);
 
     // Not this organisation's contact: not found.
     let other = app.organisation("epsilon", &[]).await;
