@@ -80,7 +80,7 @@ pub struct FindingQuery {
 }
 
 impl FindingQuery {
-    fn filter(&self) -> ApiResult<FindingsFilter> {
+    pub(crate) fn filter(&self) -> ApiResult<FindingsFilter> {
         Ok(FindingsFilter {
             organisation_id: self.organisation_id,
             check: self
