@@ -82,7 +82,8 @@ pub(crate) fn matching_step(secret: &[u8], code: &str, now: DateTime<Utc>) -> Op
     // how many digits were right.
     [current.saturating_sub(1), current, current + 1]
         .into_iter()
-        .filter(|step| {
+        .rev()
+        .find(|step| {
             let expected = totp.generate(step * STEP);
             expected
                 .bytes()
@@ -90,7 +91,6 @@ pub(crate) fn matching_step(secret: &[u8], code: &str, now: DateTime<Utc>) -> Op
                 .fold(0u8, |diff, (a, b)| diff | (a ^ b))
                 == 0
         })
-        .last()
         .and_then(|step| i64::try_from(step).ok())
 }
 
