@@ -1,9 +1,714 @@
-//! `/campaigns`: advisories written, previewed, approved, updated, followed, closed.
+//! `/campaigns`: advisories written (Norwegian and English side by side,
+//! previewed as the advisory page renders them), activated, approved,
+//! followed and closed — through the same domain functions as the API
+//! ([`crate::campaigns::store`], [`crate::notifications::mailing`]).
 
+use askama::Template;
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
 
+use super::operators::Role;
+use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
+use super::sessions::Signed;
 use crate::app::AppState;
+use crate::campaigns::markdown;
+use crate::campaigns::model::{
+    Campaign, CampaignPatch, CampaignSeverity, CampaignStatus, CampaignTextPatch, NewCampaign,
+    NewCampaignText, NewUpdate, Tlp, default_reminder_days, default_states,
+};
+use crate::campaigns::store;
+use crate::domain::DomainError;
+use crate::notifications::mailing::{self, Selection};
+use crate::notifications::model::Notification;
+use crate::notifications::store::{self as notes, NotificationQuery};
+use crate::web::csrf::CsrfCookie;
+use crate::web::error::WebError;
+use crate::web::form::{FieldErrors, FormFields};
+use crate::web::page::{self, Layout};
 
 pub fn pages() -> Router<AppState> {
     Router::new()
+        .route("/campaigns", get(list).post(create))
+        .route("/campaigns/new", get(new_form))
+        .route("/campaigns/{id}", get(progress).post(edit))
+        .route("/campaigns/{id}/edit", get(edit_form))
+        .route("/campaigns/{id}/activate", post(activate))
+        .route("/campaigns/{id}/approve", post(approve))
+        .route("/campaigns/{id}/updates", post(post_update))
+        .route("/campaigns/{id}/close", post(close))
+}
+
+/// Rows per page.
+const PAGE: usize = 50;
+
+/// The text fields of one language: (form suffix, label).
+const TEXTS: [(&str, &str); 6] = [
+    ("title", "Title"),
+    ("summary", "Summary"),
+    ("impact", "Impact"),
+    ("what_to_do", "What to do"),
+    ("how_to_check", "How to check for compromise"),
+    ("references", "References"),
+];
+
+/// The form's fields, named as the domain names them (`nb.title`) and as
+/// the form does (`nb_title`).
+const FIELDS: [(&str, &str); 17] = [
+    ("slug", "slug"),
+    ("tlp", "tlp"),
+    ("severity", "severity"),
+    ("nb.title", "nb_title"),
+    ("nb.summary", "nb_summary"),
+    ("nb.impact", "nb_impact"),
+    ("nb.what_to_do", "nb_what_to_do"),
+    ("nb.how_to_check", "nb_how_to_check"),
+    ("nb.references", "nb_references"),
+    ("en.title", "en_title"),
+    ("en.summary", "en_summary"),
+    ("en.impact", "en_impact"),
+    ("en.what_to_do", "en_what_to_do"),
+    ("en.how_to_check", "en_how_to_check"),
+    ("en.references", "en_references"),
+    ("checks", "checks"),
+    ("cves", "cves"),
+];
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    after: Option<i64>,
+}
+
+fn status_filter(s: Option<&str>) -> (&'static str, Option<CampaignStatus>) {
+    match s {
+        Some("draft") => ("draft", Some(CampaignStatus::Draft)),
+        Some("active") => ("active", Some(CampaignStatus::Active)),
+        Some("closed") => ("closed", Some(CampaignStatus::Closed)),
+        _ => ("all", None),
+    }
+}
+
+struct ListRow {
+    c: Campaign,
+    created: String,
+    organisations: i64,
+    open_findings: i64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaigns.html")]
+struct ListPage<'a> {
+    layout: Layout,
+    chrome: Chrome,
+    status: &'a str,
+    rows: Vec<ListRow>,
+    next: Option<i64>,
+    can_act: bool,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, WebError> {
+    let (status, filter) = status_filter(q.status.as_deref());
+    let mut conn = state.pool.acquire().await?;
+    let mut found = store::list(&mut conn, filter, q.after.unwrap_or(0), PAGE).await?;
+    let next = (found.len() > PAGE).then(|| found[PAGE - 1].id);
+    found.truncate(PAGE);
+    let mut rows = Vec::with_capacity(found.len());
+    for c in found {
+        let counts = store::counts(&mut conn, c.id).await?;
+        rows.push(ListRow {
+            created: oslo_time(c.created_at),
+            organisations: counts.organisations,
+            open_findings: counts.open_findings,
+            c,
+        });
+    }
+    let page = ListPage {
+        layout: Layout::dashboard("Campaigns · Varsel"),
+        chrome: Chrome::of(&state, &signed, &csrf),
+        status,
+        rows,
+        next,
+        can_act: signed.operator.role >= Role::Analyst,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}
+
+/// One language's texts rendered as the advisory page renders them.
+struct Preview {
+    lang: &'static str,
+    title: String,
+    sections: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaign_form.html")]
+struct FormPage {
+    layout: Layout,
+    chrome: Chrome,
+    /// `None` for a new campaign.
+    id: Option<i64>,
+    form: Values,
+    errors: FieldErrors,
+    previews: Vec<Preview>,
+}
+
+/// The form's values by field name, to show it again.
+#[derive(Default)]
+struct Values(std::collections::HashMap<String, String>);
+
+impl Values {
+    fn of(form: &FormFields) -> Self {
+        let mut names: Vec<String> = FIELDS.iter().map(|(_, f)| (*f).to_owned()).collect();
+        names.push("slug".to_owned());
+        Values(
+            names
+                .into_iter()
+                .filter_map(|n| form.get(&n).map(|v| (n.clone(), v.to_owned())))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl FormPage {
+    fn value(&self, name: &str) -> &str {
+        self.form.get(name).unwrap_or("")
+    }
+
+    fn field(&self, lang: &str, name: &str) -> String {
+        format!("{lang}_{name}")
+    }
+
+    fn is(&self, name: &str, value: &str) -> bool {
+        self.value(name) == value
+    }
+
+    fn one_line(&self, name: &str) -> bool {
+        name == "title"
+    }
+
+    fn error(&self, name: &str) -> Option<&str> {
+        self.errors.get(name)
+    }
+
+    fn tlps(&self) -> Vec<&'static str> {
+        Tlp::ALL.iter().map(|t| t.as_str()).collect()
+    }
+}
+
+fn form_page(
+    state: &AppState,
+    signed: &Signed,
+    csrf: &CsrfCookie,
+    id: Option<i64>,
+    form: Values,
+    errors: FieldErrors,
+    previews: Vec<Preview>,
+) -> FormPage {
+    let title = match id {
+        Some(_) => "Edit campaign · Varsel",
+        None => "New campaign · Varsel",
+    };
+    FormPage {
+        layout: Layout::dashboard(title),
+        chrome: Chrome::of(state, signed, csrf),
+        id,
+        form,
+        errors,
+        previews,
+    }
+}
+
+fn previews_of(form: &Values) -> Vec<Preview> {
+    ["nb", "en"]
+        .into_iter()
+        .map(|lang| Preview {
+            lang,
+            title: form.get(&format!("{lang}_title")).unwrap_or("").to_owned(),
+            sections: TEXTS[1..]
+                .iter()
+                .map(|(name, label)| {
+                    let md = form.get(&format!("{lang}_{name}")).unwrap_or("");
+                    (*label, markdown::to_html(md))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A stored campaign as the form's fields.
+fn fields_of(c: &Campaign) -> Values {
+    let mut pairs = vec![
+        ("slug".to_owned(), c.slug.clone()),
+        ("tlp".to_owned(), c.tlp.as_str().to_owned()),
+        ("severity".to_owned(), c.severity.as_str().to_owned()),
+        ("checks".to_owned(), c.checks.join("\n")),
+        ("cves".to_owned(), c.cves.join("\n")),
+    ];
+    for (lang, t) in [("nb", &c.nb), ("en", &c.en)] {
+        for (name, value) in [
+            ("title", &t.title),
+            ("summary", &t.summary),
+            ("impact", &t.impact),
+            ("what_to_do", &t.what_to_do),
+            ("how_to_check", &t.how_to_check),
+            ("references", &t.references),
+        ] {
+            pairs.push((format!("{lang}_{name}"), value.clone()));
+        }
+    }
+    Values(pairs.into_iter().collect())
+}
+
+async fn new_form(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+) -> Result<Response, WebError> {
+    if signed.operator.role < Role::Analyst {
+        return Err(WebError::Forbidden);
+    }
+    let form = Values(
+        [("tlp", "AMBER"), ("severity", "high")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    );
+    let page = form_page(
+        &state,
+        &signed,
+        &csrf,
+        None,
+        form,
+        FieldErrors::default(),
+        vec![],
+    );
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}
+
+async fn edit_form(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    if signed.operator.role < Role::Analyst {
+        return Err(WebError::Forbidden);
+    }
+    let mut conn = state.pool.acquire().await?;
+    let c = store::fetch(&mut conn, id).await?;
+    let form = fields_of(&c);
+    let previews = previews_of(&form);
+    let page = form_page(
+        &state,
+        &signed,
+        &csrf,
+        Some(id),
+        form,
+        FieldErrors::default(),
+        previews,
+    );
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
+}
+
+fn words(form: &FormFields, name: &str) -> Vec<String> {
+    form.get(name)
+        .unwrap_or("")
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn text(form: &FormFields, lang: &str, name: &str) -> String {
+    form.get(&format!("{lang}_{name}")).unwrap_or("").to_owned()
+}
+
+fn new_text(form: &FormFields, lang: &str) -> NewCampaignText {
+    NewCampaignText {
+        title: text(form, lang, "title"),
+        summary: text(form, lang, "summary"),
+        impact: text(form, lang, "impact"),
+        what_to_do: text(form, lang, "what_to_do"),
+        how_to_check: text(form, lang, "how_to_check"),
+        references: text(form, lang, "references"),
+    }
+}
+
+fn text_patch(form: &FormFields, lang: &str) -> CampaignTextPatch {
+    CampaignTextPatch {
+        title: Some(text(form, lang, "title")),
+        summary: Some(text(form, lang, "summary")),
+        impact: Some(text(form, lang, "impact")),
+        what_to_do: Some(text(form, lang, "what_to_do")),
+        how_to_check: Some(text(form, lang, "how_to_check")),
+        references: Some(text(form, lang, "references")),
+    }
+}
+
+fn tlp_and_severity(
+    form: &FormFields,
+    errors: &mut FieldErrors,
+) -> Option<(Tlp, CampaignSeverity)> {
+    let tlp = Tlp::parse(form.get("tlp").unwrap_or(""));
+    if tlp.is_none() {
+        errors.add("tlp", "Choose a TLP label.");
+    }
+    let severity = CampaignSeverity::parse(form.get("severity").unwrap_or("")).ok();
+    if severity.is_none() {
+        errors.add("severity", "Choose a severity.");
+    }
+    Some((tlp?, severity?))
+}
+
+/// A domain refusal as a message at its field (or at the slug).
+fn field_error(e: &DomainError) -> Option<FieldErrors> {
+    let (field, detail) = match e {
+        DomainError::Invalid { field, detail } => (Some(field.as_str()), detail.as_str()),
+        DomainError::Conflict { field, detail } => (field.as_deref(), detail.as_str()),
+        _ => return None,
+    };
+    let field = field.unwrap_or("slug");
+    let at = field.split('[').next().unwrap_or(field);
+    let name = FIELDS
+        .iter()
+        .find(|(domain, _)| *domain == at)
+        .map_or("slug", |(_, form)| *form);
+    let mut errors = FieldErrors::default();
+    errors.add(name, detail.to_owned());
+    Some(errors)
+}
+
+async fn save(
+    state: AppState,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    id: Option<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    let values = Values::of(&form);
+    if form.get("action") == Some("preview") {
+        let previews = previews_of(&values);
+        let page = form_page(
+            &state,
+            &signed,
+            &csrf,
+            id,
+            values,
+            FieldErrors::default(),
+            previews,
+        );
+        return Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?));
+    }
+    let mut errors = FieldErrors::default();
+    let Some((tlp, severity)) = tlp_and_severity(&form, &mut errors) else {
+        let previews = previews_of(&values);
+        let page = form_page(&state, &signed, &csrf, id, values, errors, previews);
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            with_csrf_cookie(&state, &csrf, page::render(&page)?),
+        )
+            .into_response());
+    };
+    let mut conn = state.pool.acquire().await?;
+    let actor = signed.operator.actor();
+    let saved = match id {
+        None => {
+            let new = NewCampaign {
+                slug: form.get("slug").unwrap_or("").trim().to_owned(),
+                tlp,
+                severity,
+                nb: new_text(&form, "nb"),
+                en: new_text(&form, "en"),
+                checks: words(&form, "checks"),
+                cves: words(&form, "cves"),
+                states: default_states(),
+                reminder_days: default_reminder_days(),
+                auto_approve: false,
+                copy_sector_teams: true,
+                closing_mail: false,
+                followup_interval_hours: 24,
+                link_valid_days: 90,
+            };
+            store::create(&mut conn, &actor, &new).await
+        }
+        Some(id) => {
+            let patch = CampaignPatch {
+                slug: Some(form.get("slug").unwrap_or("").trim().to_owned()),
+                tlp: Some(tlp),
+                severity: Some(severity),
+                nb: Some(text_patch(&form, "nb")),
+                en: Some(text_patch(&form, "en")),
+                checks: Some(words(&form, "checks")),
+                cves: Some(words(&form, "cves")),
+                ..CampaignPatch::default()
+            };
+            store::update(&mut conn, &actor, id, &patch).await
+        }
+    };
+    drop(conn);
+    match saved {
+        Ok(c) => Ok(Redirect::to(&format!("/campaigns/{}", c.id)).into_response()),
+        Err(e) => match field_error(&e) {
+            // A conflict without a field is the campaign's status (no
+            // longer a draft): an error page, not a field's.
+            Some(errors)
+                if !matches!(e, DomainError::Conflict { field: None, .. }) || id.is_none() =>
+            {
+                let previews = previews_of(&values);
+                let page = form_page(&state, &signed, &csrf, id, values, errors, previews);
+                Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    with_csrf_cookie(&state, &csrf, page::render(&page)?),
+                )
+                    .into_response())
+            }
+            _ => Err(e.into()),
+        },
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    save(state, signed, headers, csrf, None, form).await
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    save(state, signed, headers, csrf, Some(id), form).await
+}
+
+/// A funnel step: its name, count and bar width (0–300).
+struct Step {
+    name: String,
+    count: i64,
+    width: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProgressQuery {
+    after: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaign.html")]
+struct ProgressPage {
+    layout: Layout,
+    chrome: Chrome,
+    c: Campaign,
+    open_findings: i64,
+    organisations: i64,
+    steps: Vec<Step>,
+    rows: Vec<Notification>,
+    next: Option<i64>,
+    updates: Vec<(String, String, String)>,
+    can_act: bool,
+    errors: FieldErrors,
+}
+
+async fn render_progress(
+    state: &AppState,
+    signed: &Signed,
+    csrf: &CsrfCookie,
+    id: i64,
+    after: i64,
+    errors: FieldErrors,
+) -> Result<Response, WebError> {
+    let mut conn = state.pool.acquire().await?;
+    let c = store::fetch(&mut conn, id).await?;
+    let counts = store::counts(&mut conn, id).await?;
+    let max = counts
+        .notifications
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let steps = counts
+        .notifications
+        .iter()
+        .map(|(name, count)| Step {
+            name: name.clone(),
+            count: *count,
+            width: count * 300 / max,
+        })
+        .collect();
+    let q = NotificationQuery {
+        campaign_id: Some(id),
+        ..NotificationQuery::default()
+    };
+    let mut rows = notes::list(&mut conn, &q, after, PAGE).await?;
+    let next = (rows.len() > PAGE).then(|| rows[PAGE - 1].id);
+    rows.truncate(PAGE);
+    let updates = store::updates(&mut conn, id)
+        .await?
+        .into_iter()
+        .map(|u| (oslo_time(u.posted_at), u.body_nb, u.body_en))
+        .collect();
+    let page = ProgressPage {
+        layout: Layout::dashboard(format!("Campaign {} · Varsel", c.slug)),
+        chrome: Chrome::of(state, signed, csrf),
+        open_findings: counts.open_findings,
+        organisations: counts.organisations,
+        c,
+        steps,
+        rows,
+        next,
+        updates,
+        can_act: signed.operator.role >= Role::Analyst,
+        errors,
+    };
+    Ok(with_csrf_cookie(state, csrf, page::render(&page)?))
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    Query(q): Query<ProgressQuery>,
+) -> Result<Response, WebError> {
+    render_progress(
+        &state,
+        &signed,
+        &csrf,
+        id,
+        q.after.unwrap_or(0),
+        FieldErrors::default(),
+    )
+    .await
+}
+
+fn back(id: i64) -> Response {
+    Redirect::to(&format!("/campaigns/{id}")).into_response()
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    let mut conn = state.pool.acquire().await?;
+    store::activate(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
+    Ok(back(id))
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    let selection = if form.get("all").is_some() {
+        Selection::All
+    } else {
+        let ids: Result<Vec<i64>, _> = form.all("notification").map(str::parse).collect();
+        match ids {
+            Ok(ids) if !ids.is_empty() => Selection::Some(ids),
+            _ => {
+                let mut errors = FieldErrors::default();
+                errors.add("notification", "Choose the drafts to approve.");
+                let page = render_progress(&state, &signed, &csrf, id, 0, errors).await?;
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+            }
+        }
+    };
+    let mut conn = state.pool.acquire().await?;
+    mailing::approve(
+        &mut conn,
+        &signed.operator.actor(),
+        id,
+        &selection,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(back(id))
+}
+
+async fn post_update(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    let body = NewUpdate {
+        body_nb: form.get("body_nb").unwrap_or("").to_owned(),
+        body_en: form.get("body_en").unwrap_or("").to_owned(),
+    };
+    let mut conn = state.pool.acquire().await?;
+    match store::post_update(
+        &mut conn,
+        &signed.operator.actor(),
+        id,
+        &body,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(_) => Ok(back(id)),
+        Err(DomainError::Invalid { field, detail }) => {
+            drop(conn);
+            let mut errors = FieldErrors::default();
+            errors.add(
+                if field.ends_with("en") {
+                    "body_en"
+                } else {
+                    "body_nb"
+                },
+                detail,
+            );
+            let page = render_progress(&state, &signed, &csrf, id, 0, errors).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn close(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    csrf: CsrfCookie,
+    Path(id): Path<i64>,
+    form: FormFields,
+) -> Result<Response, WebError> {
+    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
+    let mut conn = state.pool.acquire().await?;
+    store::close(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
+    Ok(back(id))
 }
