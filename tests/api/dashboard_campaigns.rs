@@ -1,1 +1,286 @@
-//! Dashboard campaigns pages, as a browser meets them.
+//! Dashboard campaigns pages, as a browser meets them: a campaign written
+//! in both languages and previewed (its text escaped), refused at its
+//! field, activated, its drafts approved and mailed, its progress counted,
+//! a notification's delivery and link revoked — and viewers only looking.
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+
+use crate::advisory::hidden;
+use crate::dashboard::{Client, PASSWORD, operator};
+use crate::notifications::{MARCH_5, organisation, push, send_mail, spawn_app};
+
+fn texts(title_nb: &str, summary_nb: &str) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("tlp", "AMBER".to_owned()),
+        ("severity", "high".to_owned()),
+        ("checks", "exchange-proxylogon".to_owned()),
+        ("cves", "CVE-2021-26855".to_owned()),
+        ("nb_title", title_nb.to_owned()),
+        ("nb_summary", summary_nb.to_owned()),
+        ("en_title", "Exchange servers exposed".to_owned()),
+        (
+            "en_summary",
+            "Your *Exchange* server is vulnerable.".to_owned(),
+        ),
+    ];
+    for lang in ["nb", "en"] {
+        for name in ["impact", "what_to_do", "how_to_check", "references"] {
+            let key: &'static str = Box::leak(format!("{lang}_{name}").into_boxed_str());
+            fields.push((key, format!("{name} ({lang})")));
+        }
+    }
+    fields
+}
+
+fn with(
+    mut fields: Vec<(&'static str, String)>,
+    more: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    fields.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    fields
+}
+
+fn refs<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn an_analyst_writes_previews_and_saves_a_campaign_in_both_languages() {
+    let app = spawn_app().await;
+    operator(&app, "analyst@ncsc.example.no", "analyst");
+    let client = Client::new(&app);
+    let analyst = client.login("analyst@ncsc.example.no", PASSWORD).await;
+
+    let form = client.get("/campaigns/new", &analyst).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    let html = form.text().await.unwrap();
+    assert!(html.contains(r#"name="nb_summary""#) && html.contains(r#"name="en_summary""#));
+    let csrf = hidden(&html, "csrf");
+
+    let fields = texts(
+        "Sårbare <script>alert(1)</script> servere",
+        "Serveren er **sårbar**. <script>alert(2)</script>",
+    );
+    let preview = with(
+        fields.clone(),
+        &[
+            ("csrf", &csrf),
+            ("slug", "proxylogon"),
+            ("action", "preview"),
+        ],
+    );
+    let r = client.post("/campaigns", &analyst, &refs(&preview)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"id="preview-nb""#), "{html}");
+    assert!(html.contains("<strong>sårbar</strong>"), "rendered: {html}");
+    assert!(html.contains("<em>Exchange</em>"));
+    assert!(html.contains("&#60;script&#62;alert(1)"), "escaped title");
+    assert!(!html.contains("<script>alert"), "no script: {html}");
+    let r = client.get("/campaigns", &analyst).await;
+    assert!(
+        r.text().await.unwrap().contains("no-campaigns"),
+        "a preview stores nothing"
+    );
+
+    let bad = with(
+        fields.clone(),
+        &[("csrf", &csrf), ("slug", "Not A Slug"), ("action", "save")],
+    );
+    let r = client.post("/campaigns", &analyst, &refs(&bad)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"id="slug-error""#), "{html}");
+    assert!(html.contains(r#"value="Not A Slug""#), "the input kept");
+
+    let good = with(
+        fields,
+        &[("csrf", &csrf), ("slug", "proxylogon"), ("action", "save")],
+    );
+    let r = client.post("/campaigns", &analyst, &refs(&good)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let at = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let id: i64 = at.trim_start_matches("/campaigns/").parse().unwrap();
+    let (status, body) = app
+        .get(&format!("/api/v1/campaigns/{id}"), &app.admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "draft");
+    assert_eq!(
+        body["nb"]["title"],
+        "Sårbare <script>alert(1)</script> servere"
+    );
+    assert_eq!(
+        body["en"]["summary"],
+        "Your *Exchange* server is vulnerable."
+    );
+
+    let list = client
+        .get("/campaigns", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("Exchange servers exposed") && list.contains("proxylogon"));
+    let edit = client.get(&format!("/campaigns/{id}/edit"), &analyst).await;
+    assert_eq!(edit.status(), StatusCode::OK);
+    let html = edit.text().await.unwrap();
+    assert!(
+        html.contains("Serveren er **sårbar**."),
+        "the markdown to edit"
+    );
+}
+
+#[tokio::test]
+async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
+    let app = spawn_app().await;
+    let org = organisation(
+        &app,
+        "org-a",
+        "192.0.2.0/24",
+        &[("security@a.example.no", "security", "nb")],
+    )
+    .await;
+    push(&app, &[("192.0.2.10", "vulnerable")], MARCH_5).await;
+    operator(&app, "analyst@ncsc.example.no", "analyst");
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    let client = Client::new(&app);
+    let analyst = client.login("analyst@ncsc.example.no", PASSWORD).await;
+    let html = client
+        .get("/campaigns/new", &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&html, "csrf");
+    let good = with(
+        texts("Sårbare servere", "Serveren er sårbar."),
+        &[("csrf", &csrf), ("slug", "proxylogon"), ("action", "save")],
+    );
+    let r = client.post("/campaigns", &analyst, &refs(&good)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = r.headers()[LOCATION].to_str().unwrap().to_owned();
+
+    let r = client
+        .post(&format!("{page}/activate"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    app.run_jobs().await;
+    let html = client.get(&page, &analyst).await.text().await.unwrap();
+    assert!(html.contains(r#"id="campaign-status">active"#), "{html}");
+    assert!(
+        html.contains("org-a") || html.contains("approve-"),
+        "{html}"
+    );
+    let draft = regex_lite::Regex::new(r#"name="notification" value="(\d+)""#)
+        .unwrap()
+        .captures(&html)
+        .expect("a draft to approve")[1]
+        .to_owned();
+
+    // The viewer sees the progress but no form, and may not act.
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    let seen = client.get(&page, &viewer).await;
+    assert_eq!(seen.status(), StatusCode::OK);
+    let seen = seen.text().await.unwrap();
+    assert!(seen.contains(r#"id="status-draft""#));
+    for form in ["approve-all-form", "approve-form", "update-form", "close-form"] {
+        assert!(!seen.contains(form), "no {form} for a viewer");
+    }
+    let viewer_csrf = hidden(
+        &client
+            .get("/campaigns", &viewer)
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "csrf",
+    );
+    let refused = client
+        .post(
+            &format!("{page}/approve"),
+            &viewer,
+            &[("csrf", &viewer_csrf), ("all", "1")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let refused = client
+        .post(
+            "/campaigns",
+            &viewer,
+            &refs(&with(
+                texts("a", "b"),
+                &[("csrf", &viewer_csrf), ("slug", "x")],
+            )),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // Nothing chosen: told at the field.
+    let r = client
+        .post(&format!("{page}/approve"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = client
+        .post(
+            &format!("{page}/approve"),
+            &analyst,
+            &[("csrf", &csrf), ("notification", &draft)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    app.run_jobs().await;
+    assert!(send_mail(&app).await >= 1);
+
+    let html = client.get(&page, &analyst).await.text().await.unwrap();
+    let count = |status: &str| {
+        regex_lite::Regex::new(&format!(
+            r#"id="status-{status}"><td>{status}</td><td class="count">(\d+)"#
+        ))
+        .unwrap()
+        .captures(&html)
+        .map(|c| c[1].to_owned())
+    };
+    assert_eq!(count("draft").as_deref(), Some("0"), "{html}");
+    assert_ne!(
+        count("sent").as_deref().or(count("approved").as_deref()),
+        Some("0")
+    );
+
+    let list = client
+        .get(&format!("/notifications?organisation={org}"), &analyst)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains(&format!("/notifications/{draft}")), "{list}");
+    let n = format!("/notifications/{draft}");
+    let html = client.get(&n, &analyst).await.text().await.unwrap();
+    assert!(
+        html.contains("security@a.example.no"),
+        "the delivery: {html}"
+    );
+    assert!(html.contains("delivery-status"));
+
+    let r = client
+        .post(&format!("{n}/reissue"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let shown = r.text().await.unwrap();
+    assert!(shown.contains(r#"id="new-link""#));
+    let again = client.get(&n, &analyst).await.text().await.unwrap();
+    assert!(!again.contains(r#"id="new-link""#), "shown once");
+
+    let r = client
+        .post(&format!("{n}/revoke"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let refused = client
+        .post(&format!("{n}/revoke"), &viewer, &[("csrf", &viewer_csrf)])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let viewed = client.get(&n, &viewer).await.text().await.unwrap();
+    assert!(!viewed.contains("revoke-form"));
+}
