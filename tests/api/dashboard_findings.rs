@@ -1,1 +1,337 @@
-//! Dashboard findings pages, as a browser meets them.
+//! Dashboard findings pages, as a browser meets them: the filtered list
+//! and its pages, the CSV export with formula-looking cells defused, a
+//! false positive flagged (a reason required) and cleared, the triage
+//! queue where an analyst registers a network and attributes a finding in
+//! one go, and viewers who see no forms and may not post.
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+
+use crate::advisory::hidden;
+use crate::dashboard::{Client, PASSWORD, operator};
+use crate::helpers::{TestApp, spawn_app};
+
+const NDJSON: &str = "application/x-ndjson";
+const AT: &str = "2021-03-05T10:00:00Z";
+
+fn line(ip: &str, check: &str, state: &str) -> String {
+    json!({ "ip": ip, "port": 443, "observed_at": AT, "check": check, "state": state,
+            "cves": ["CVE-2021-26855"], "severity": "critical" })
+    .to_string()
+}
+
+async fn push(app: &TestApp, lines: &[String]) {
+    let (status, body) = app
+        .push("/api/v1/observations", NDJSON, lines.join("\n"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The REST API's findings for `query`.
+async fn findings(app: &TestApp, query: &str) -> Vec<Value> {
+    let (status, page) = app
+        .get(&format!("/api/v1/findings?{query}"), &app.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// An operator of `role` logged in: the client, its cookies, a CSRF token.
+async fn logged_in(app: &TestApp, role: &str) -> (Client, String, String) {
+    let email = format!("{role}@ncsc.example.no");
+    operator(app, &email, role);
+    let client = Client::new(app);
+    let cookies = client.login(&email, PASSWORD).await;
+    let html = page(&client, &cookies, "/findings").await;
+    let csrf = hidden(&html, "csrf");
+    (client, cookies, csrf)
+}
+
+async fn page(client: &Client, cookies: &str, path: &str) -> String {
+    let r = client.get(path, cookies).await;
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn filters_pages_and_csv_export() {
+    let app = spawn_app().await;
+    let org = app.organisation("org-a", &["192.0.2.0/24"]).await;
+    let mut lines: Vec<String> = (1..=55)
+        .map(|i| line(&format!("192.0.2.{i}"), "exchange-proxylogon", "vulnerable"))
+        .collect();
+    lines.push(line("192.0.2.200", "rdp-open", "compromised"));
+    lines.push(line("203.0.113.5", "=1+2<b>", "vulnerable"));
+    push(&app, &lines).await;
+    let (client, cookies, _) = logged_in(&app, "viewer").await;
+
+    let html = page(&client, &cookies, "/findings?check=rdp-open").await;
+    assert!(html.contains("192.0.2.200:443"), "{html}");
+    assert!(!html.contains("192.0.2.1:443") && !html.contains("203.0.113.5"));
+    assert!(html.contains(&format!("href=\"/organisations/{org}\"")));
+    assert!(!html.contains("next-page"));
+
+    let html = page(&client, &cookies, "/findings?state=compromised").await;
+    assert!(html.contains("192.0.2.200:443") && !html.contains("192.0.2.7:443"));
+
+    // The organisation's: 56 rows, on two pages; the unattributed one on neither.
+    let first = page(&client, &cookies, &format!("/findings?organisation={org}")).await;
+    assert!(!first.contains("203.0.113.5"));
+    assert_eq!(first.matches("<tr id=\"finding-").count(), 50);
+    let next = regex_lite::Regex::new(r#"href="(/findings\?[^"]*)" rel="next""#)
+        .unwrap()
+        .captures(&first)
+        .expect("a next link")[1]
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(next.contains(&format!("organisation={org}")), "{next}");
+    assert!(next.contains("after="), "{next}");
+    let second = page(&client, &cookies, &next).await;
+    assert_eq!(second.matches("<tr id=\"finding-").count(), 6, "{next}");
+    assert!(second.contains("192.0.2.200:443") && !second.contains("next-page"));
+
+    // Data is escaped.
+    let html = page(&client, &cookies, "/findings?cidr=203.0.113.0/24").await;
+    assert!(html.contains("=1+2&#60;b&#62;") && !html.contains("=1+2<b>"));
+
+    // A bad filter is shown at its field.
+    let r = client.get("/findings?cve=nope", &cookies).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"cve-error\""));
+
+    let r = client.get("/findings.csv?status=open", &cookies).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.unwrap();
+    let mut rows = csv.lines();
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("id,ip,port,protocol,check,")
+    );
+    assert_eq!(rows.count(), 57);
+    assert!(csv.contains(",'=1+2<b>,"), "{csv}");
+    assert!(!csv.contains(",=1+2"));
+    app.run_jobs().await;
+}
+
+#[tokio::test]
+async fn an_analyst_flags_a_false_positive_with_a_reason_and_clears_it() {
+    let app = spawn_app().await;
+    app.organisation("org-a", &["192.0.2.0/24"]).await;
+    push(
+        &app,
+        &[line("192.0.2.10", "exchange-proxylogon", "vulnerable")],
+    )
+    .await;
+    let id = findings(&app, "").await[0]["id"].as_i64().unwrap();
+    let (client, cookies, csrf) = logged_in(&app, "analyst").await;
+    let path = format!("/findings/{id}");
+    let html = page(&client, &cookies, &path).await;
+    assert!(html.contains("id=\"false-positive-form\"") && html.contains("id=\"history\""));
+    assert!(html.contains("<pre class=\"wrap raw\">"));
+
+    let r = client
+        .post(
+            &format!("{path}/false-positive"),
+            &cookies,
+            &[("csrf", &csrf), ("reason", "  "), ("until", "")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"reason-error\""));
+    let flagged: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT false_positive_until FROM findings WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(flagged.is_none());
+
+    let r = client
+        .post(
+            &format!("{path}/false-positive"),
+            &cookies,
+            &[
+                ("csrf", &csrf),
+                ("reason", "a <b>honeypot</b>"),
+                ("until", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], path.as_str());
+    let html = page(&client, &cookies, &path).await;
+    assert!(html.contains("<span class=\"badge\">false positive</span>"));
+    assert!(
+        html.contains("a &#60;b&#62;honeypot") && !html.contains("<b>honeypot"),
+        "{html}"
+    );
+    let days: i64 = sqlx::query_scalar(
+        "SELECT extract(day FROM false_positive_until - $2)::bigint FROM findings WHERE id = $1",
+    )
+    .bind(id)
+    .bind(app.state.clock.now())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    // 90 days (the default) from when it was marked, a moment ago.
+    assert!((89..=90).contains(&days), "{days}");
+
+    let r = client
+        .post(
+            &format!("{path}/false-positive/clear"),
+            &cookies,
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = page(&client, &cookies, &path).await;
+    assert!(!html.contains("<span class=\"badge\">false positive</span>"));
+    app.run_jobs().await;
+}
+
+/// The organisation's networks, over REST.
+async fn networks(app: &TestApp, org: i64) -> Vec<Value> {
+    let path = format!("/api/v1/organisations/{org}/networks");
+    let (status, body) = app.get(&path, &app.read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.get("items")
+        .unwrap_or(&body)
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn triage_registers_the_network_and_attributes_the_finding() {
+    let app = spawn_app().await;
+    let org = app.organisation("org-b", &[]).await;
+    push(
+        &app,
+        &[line("203.0.113.5", "exchange-proxylogon", "vulnerable")],
+    )
+    .await;
+    let id = findings(&app, "unattributed=true").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let (client, cookies, csrf) = logged_in(&app, "analyst").await;
+    let html = page(&client, &cookies, "/triage").await;
+    assert!(html.contains(&format!("id=\"triage-{id}\"")));
+    assert!(html.contains("value=\"203.0.113.5/32\""), "{html}");
+
+    let org_field = org.to_string();
+    let assign = format!("/triage/{id}/assign");
+    let r = client
+        .post(
+            &assign,
+            &cookies,
+            &[
+                ("csrf", &csrf),
+                ("organisation", &org_field),
+                ("cidr", "198.51.100.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!("id=\"cidr-{id}-error\"")));
+    assert!(html.contains("does not contain"));
+    assert!(networks(&app, org).await.is_empty());
+
+    let r = client
+        .post(
+            &assign,
+            &cookies,
+            &[
+                ("csrf", &csrf),
+                ("organisation", "999999"),
+                ("cidr", "203.0.113.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains(&format!("id=\"organisation-{id}-error\""))
+    );
+
+    let r = client
+        .post(
+            &assign,
+            &cookies,
+            &[
+                ("csrf", &csrf),
+                ("organisation", &org_field),
+                ("cidr", "203.0.113.0/24"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = page(&client, &cookies, "/triage").await;
+    assert!(!html.contains(&format!("id=\"triage-{id}\"")) && html.contains("id=\"no-triage\""));
+    let nets = networks(&app, org).await;
+    assert_eq!(nets.len(), 1);
+    assert_eq!(nets[0]["cidr"], "203.0.113.0/24");
+    let (_, finding) = app.get(&format!("/api/v1/findings/{id}"), &app.read).await;
+    assert_eq!(finding["organisation_id"], org);
+    assert_eq!(finding["network_id"], nets[0]["id"]);
+    assert!(
+        finding["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "attributed")
+    );
+    app.run_jobs().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_forms_and_may_not_post() {
+    let app = spawn_app().await;
+    let org = app.organisation("org-b", &[]).await;
+    push(
+        &app,
+        &[line("203.0.113.5", "exchange-proxylogon", "vulnerable")],
+    )
+    .await;
+    let id = findings(&app, "").await[0]["id"].as_i64().unwrap();
+    let (client, cookies, csrf) = logged_in(&app, "viewer").await;
+    let detail = page(&client, &cookies, &format!("/findings/{id}")).await;
+    assert!(!detail.contains("false-positive-form"));
+    let triage = page(&client, &cookies, "/triage").await;
+    assert!(triage.contains(&format!("id=\"triage-{id}\"")) && !triage.contains("assign-form"));
+
+    let org_field = org.to_string();
+    for (path, fields) in [
+        (
+            format!("/findings/{id}/false-positive"),
+            vec![("csrf", csrf.as_str()), ("reason", "mine")],
+        ),
+        (
+            format!("/findings/{id}/false-positive/clear"),
+            vec![("csrf", csrf.as_str())],
+        ),
+        (
+            format!("/triage/{id}/assign"),
+            vec![
+                ("csrf", csrf.as_str()),
+                ("organisation", org_field.as_str()),
+                ("cidr", "203.0.113.5/32"),
+            ],
+        ),
+    ] {
+        let r = client.post(&path, &cookies, &fields).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(findings(&app, "unattributed=true").await.len(), 1);
+    app.run_jobs().await;
+}
