@@ -40,6 +40,7 @@ pub fn pages() -> Router<AppState> {
         .route("/campaigns/{id}/approve", post(approve))
         .route("/campaigns/{id}/updates", post(post_update))
         .route("/campaigns/{id}/close", post(close))
+        .route("/campaigns/{id}/preview/{organisation}", get(mail_preview))
 }
 
 /// Rows per page.
@@ -711,4 +712,107 @@ async fn close(
     let mut conn = state.pool.acquire().await?;
     store::close(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
     Ok(back(id))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PreviewQuery {
+    lang: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/campaign_preview.html")]
+struct MailPreviewPage {
+    layout: Layout,
+    chrome: Chrome,
+    c: Campaign,
+    n: Notification,
+    lang: &'static str,
+    recipients: Vec<String>,
+    subject: String,
+    text: String,
+    page: Preview,
+}
+
+/// The advisory mail the organisation's notification would go out as now
+/// (its link stands in: each mail gets its own when written), and the
+/// campaign's text as its advisory page shows it.
+async fn mail_preview(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+    Path((id, organisation)): Path<(i64, i64)>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Response, WebError> {
+    use crate::notifications::model::MailKind;
+    use crate::notifications::render::{self, MailInput};
+    use crate::notifications::texts::MailLanguage;
+    let language = match q.lang.as_deref() {
+        Some("en") => MailLanguage::En,
+        _ => MailLanguage::Nb,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let c = store::fetch(&mut conn, id).await?;
+    let query = NotificationQuery {
+        campaign_id: Some(id),
+        organisation_id: Some(organisation),
+        ..NotificationQuery::default()
+    };
+    let n = notes::list(&mut conn, &query, 0, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(WebError::NotFound)?;
+    let updates = store::updates(&mut conn, id).await?;
+    let to = crate::notifications::recipients::of_organisation(&mut conn, organisation).await?;
+    let hosts = notes::hosts(&mut conn, n.id, false).await?;
+    let link = format!(
+        "{}/a/…",
+        state.settings.public_base_url.trim_end_matches('/')
+    );
+    let expires = state.clock.now() + chrono::Duration::days(i64::from(c.link_valid_days));
+    let mail = render::render(&MailInput {
+        kind: MailKind::Initial,
+        language,
+        campaign: &c,
+        updates: &updates,
+        ticket: &n.ticket,
+        copy_for: None,
+        link: Some((&link, expires)),
+        hosts: &hosts,
+    })?;
+    let text = if language == MailLanguage::En {
+        &c.en
+    } else {
+        &c.nb
+    };
+    let page = Preview {
+        lang: language.code(),
+        title: text.title.clone(),
+        sections: [
+            ("Summary", &text.summary),
+            ("Impact", &text.impact),
+            ("What to do", &text.what_to_do),
+            ("How to check for compromise", &text.how_to_check),
+            ("References", &text.references),
+        ]
+        .into_iter()
+        .map(|(label, md)| (label, markdown::to_html(md)))
+        .collect(),
+    };
+    let page = MailPreviewPage {
+        layout: Layout::dashboard(format!("Preview {} · Varsel", n.ticket)),
+        chrome: Chrome::of(&state, &signed, &csrf),
+        lang: language.code(),
+        recipients: to
+            .iter()
+            .filter(|r| r.language == language)
+            .map(|r| r.email.clone())
+            .collect(),
+        subject: mail.subject,
+        text: mail.text,
+        c,
+        n,
+        page,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
 }

@@ -185,7 +185,12 @@ async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
     assert_eq!(seen.status(), StatusCode::OK);
     let seen = seen.text().await.unwrap();
     assert!(seen.contains(r#"id="status-draft""#));
-    for form in ["approve-all-form", "approve-form", "update-form", "close-form"] {
+    for form in [
+        "approve-all-form",
+        "approve-form",
+        "update-form",
+        "close-form",
+    ] {
         assert!(!seen.contains(form), "no {form} for a viewer");
     }
     let viewer_csrf = hidden(
@@ -216,6 +221,19 @@ async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
         )
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // The mail that organisation would get, and its page's text.
+    let r = client
+        .get(&format!("{page}/preview/{org}?lang=nb"), &analyst)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let preview = r.text().await.unwrap();
+    assert!(preview.contains("security@a.example.no"), "{preview}");
+    assert!(preview.contains(r#"id="mail-text""#) && preview.contains("Sårbare servere"));
+    let r = client
+        .get(&format!("{page}/preview/{org}?lang=en"), &analyst)
+        .await;
+    assert!(r.text().await.unwrap().contains("Exchange servers exposed"));
 
     // Nothing chosen: told at the field.
     let r = client
