@@ -291,6 +291,40 @@ async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
     let again = client.get(&n, &analyst).await.text().await.unwrap();
     assert!(!again.contains(r#"id="new-link""#), "shown once");
 
+    // An update, told at its field when empty, then posted and shown escaped.
+    let r = client
+        .post(
+            &format!("{page}/updates"),
+            &analyst,
+            &[
+                ("csrf", &csrf),
+                ("body_nb", ""),
+                ("body_en", "Patch <b>now</b>."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("field-error"));
+    let r = client
+        .post(
+            &format!("{page}/updates"),
+            &analyst,
+            &[
+                ("csrf", &csrf),
+                ("body_nb", "Oppdater nå."),
+                ("body_en", "Patch <b>now</b>."),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The update goes out to those already mailed.
+    app.run_jobs().await;
+    let html = client.get(&page, &analyst).await.text().await.unwrap();
+    assert!(
+        html.contains("Oppdater nå.") && html.contains("Patch &#60;b&#62;now"),
+        "{html}"
+    );
+
     let r = client
         .post(&format!("{n}/revoke"), &analyst, &[("csrf", &csrf)])
         .await;
@@ -301,4 +335,11 @@ async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let viewed = client.get(&n, &viewer).await.text().await.unwrap();
     assert!(!viewed.contains("revoke-form"));
+
+    let r = client
+        .post(&format!("{page}/close"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = client.get(&page, &analyst).await.text().await.unwrap();
+    assert!(html.contains(r#"id="campaign-status">closed"#));
 }
