@@ -28,7 +28,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const TAB: &str = "\u{E004}";
 
 /// A chromedriver process, stopped on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     http: reqwest::Client,
@@ -42,7 +42,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         assert!(
             std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
             "the page tests need Debian's chromium and chromium-driver (.ci/run installs them)"
@@ -81,6 +81,12 @@ impl Driver {
 
     /// A headless Chromium the size of a phone.
     async fn session(&self) -> Session {
+        self.session_sized(390, 844).await
+    }
+
+    /// A headless Chromium with a window of `width` × `height`.
+    pub(crate) async fn session_sized(&self, width: u32, height: u32) -> Session {
+        let size = format!("--window-size={width},{height}");
         let r: Value = self
             .http
             .post(format!("{}/session", self.url))
@@ -89,7 +95,7 @@ impl Driver {
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--window-size=390,844"]
+                             "--disable-dev-shm-usage", size]
                 }
             }}}))
             .send()
@@ -109,14 +115,14 @@ impl Driver {
     }
 }
 
-struct Session {
+pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
 }
 
 /// An element, by its WebDriver reference.
 #[derive(Clone)]
-struct Element(String);
+pub(crate) struct Element(String);
 
 impl Session {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -137,18 +143,18 @@ impl Session {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
     }
 
-    async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.get("/url").await.as_str().unwrap().to_owned()
     }
 
     /// Waits for the navigation a click started to reach a page whose
     /// address contains `part` (a click returns before the next page has
     /// loaded). Polled: the browser offers nothing to await.
-    async fn wait_for_url(&self, part: &str) {
+    pub(crate) async fn wait_for_url(&self, part: &str) {
         for _ in 0..200 {
             if self.url().await.contains(part) {
                 return;
@@ -162,7 +168,7 @@ impl Session {
     }
 
     /// The element matching `css`, once the page has one.
-    async fn wait_for(&self, css: &str) -> Element {
+    pub(crate) async fn wait_for(&self, css: &str) -> Element {
         for _ in 0..200 {
             let found = self
                 .post(
@@ -178,14 +184,14 @@ impl Session {
         panic!("no {css} appeared");
     }
 
-    async fn find(&self, css: &str) -> Element {
+    pub(crate) async fn find(&self, css: &str) -> Element {
         let v = self
             .post("/element", json!({ "using": "css selector", "value": css }))
             .await;
         Element(element_id(&v))
     }
 
-    async fn find_all(&self, css: &str) -> Vec<Element> {
+    pub(crate) async fn find_all(&self, css: &str) -> Vec<Element> {
         let v = self
             .post(
                 "/elements",
@@ -199,17 +205,17 @@ impl Session {
             .collect()
     }
 
-    async fn click(&self, e: &Element) {
+    pub(crate) async fn click(&self, e: &Element) {
         self.post(&format!("/element/{}/click", e.0), json!({}))
             .await;
     }
 
-    async fn type_into(&self, e: &Element, text: &str) {
+    pub(crate) async fn type_into(&self, e: &Element, text: &str) {
         self.post(&format!("/element/{}/value", e.0), json!({ "text": text }))
             .await;
     }
 
-    async fn text(&self, e: &Element) -> String {
+    pub(crate) async fn text(&self, e: &Element) -> String {
         self.get(&format!("/element/{}/text", e.0))
             .await
             .as_str()
@@ -217,7 +223,7 @@ impl Session {
             .to_owned()
     }
 
-    async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
+    pub(crate) async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
         self.get(&format!("/element/{}/attribute/{name}", e.0))
             .await
             .as_str()
@@ -257,12 +263,55 @@ impl Session {
 
     /// What a script in the page computes (WebDriver's own, which the
     /// page's CSP does not govern; the page itself has none).
-    async fn eval(&self, script: &str) -> Value {
+    pub(crate) async fn eval(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": [] }))
             .await
     }
 
-    async fn close(self) {
+    /// Saves what the window shows as `target/screenshots/<name>.png`,
+    /// a test artefact CI keeps.
+    pub(crate) async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(self.get("/screenshot").await.as_str().unwrap())
+            .unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Clicks `e` and waits until the page it leads to has loaded (a click
+    /// returns before the next page is there; the old page is marked, and
+    /// the new one is the page without the mark). Polled, as the browser
+    /// offers nothing to await.
+    pub(crate) async fn click_to_load(&self, e: &Element) {
+        self.eval("window.varselBefore = true").await;
+        self.click(e).await;
+        for _ in 0..200 {
+            let r: Value = self
+                .http
+                .post(format!("{}/execute/sync", self.base))
+                .json(&json!({ "script": "return window.varselBefore === undefined && document.readyState === 'complete'", "args": [] }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if r["value"] == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no new page loaded: still at {}", self.url().await);
+    }
+
+    /// Whether the page shows an element matching `css` now.
+    pub(crate) async fn has(&self, css: &str) -> bool {
+        !self.find_all(css).await.is_empty()
+    }
+
+    pub(crate) async fn close(self) {
         self.call(reqwest::Method::DELETE, "", None).await;
     }
 }

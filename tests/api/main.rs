@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_admin;
 mod dashboard_campaigns;
 mod dashboard_findings;
+mod dashboard_flow;
 mod dashboard_organisations;
 mod end_to_end;
 mod health;
