@@ -35,7 +35,6 @@ pub const MATCH_SQL: &str = concat!("(f.status = 'open' AND ", covers!(), ")");
 /// open or resolved (what its remediation curve counts down).
 pub const COVERS_SQL: &str = concat!("(", covers!(), ")");
 
-
 /// The rule in Rust, over a campaign's matching fields.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchRule<'a> {

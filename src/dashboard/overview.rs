@@ -33,7 +33,11 @@ impl Overview {
         super::stats::Bars::new(vec![
             ("Notified".to_owned(), self.notified, String::new()),
             ("Opened".to_owned(), self.opened, of(self.opened)),
-            ("Acknowledged".to_owned(), self.acknowledged, of(self.acknowledged)),
+            (
+                "Acknowledged".to_owned(),
+                self.acknowledged,
+                of(self.acknowledged),
+            ),
             ("Resolved".to_owned(), self.resolved, of(self.resolved)),
         ])
     }

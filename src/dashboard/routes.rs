@@ -256,6 +256,7 @@ struct OperatorsPage {
 
 #[derive(sqlx::FromRow)]
 struct OperatorLine {
+    id: i64,
     email: String,
     name: Option<String>,
     role: String,
@@ -277,7 +278,7 @@ async fn list_operators(
     require(&signed, Role::Admin)?;
     let mut conn = state.pool.acquire().await?;
     let operators = sqlx::query_as(
-        "SELECT email, name, role, last_login_at, disabled_at FROM operators ORDER BY email LIMIT 1000",
+        "SELECT id, email, name, role, last_login_at, disabled_at FROM operators ORDER BY email LIMIT 1000",
     )
     .fetch_all(&mut *conn)
     .await?;

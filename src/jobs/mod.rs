@@ -74,7 +74,9 @@ impl Job {
     fn dedupe_key(&self) -> Option<String> {
         match self {
             Job::AttributeTriage => Some("attribute_triage".to_owned()),
-            Job::Housekeeping | Job::Sweep | Job::DashboardStats => Some(format!("{PERIODIC_PREFIX}{}", self.kind())),
+            Job::Housekeeping | Job::Sweep | Job::DashboardStats => {
+                Some(format!("{PERIODIC_PREFIX}{}", self.kind()))
+            }
             Job::MatchFindings => Some("match_findings".to_owned()),
             Job::MailApproved { campaign_id } => Some(format!("mail_approved:{campaign_id}")),
             Job::SendFollowup { notification_id } => {

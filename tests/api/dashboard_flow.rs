@@ -177,6 +177,7 @@ async fn an_analyst_runs_a_campaign_from_the_dashboard_in_chromium() {
         .await;
     browser.wait_for("main h1").await;
     let saved = browser.text(&browser.find("main").await).await;
+    assert!(browser.has("#campaign-status").await, "saved: {saved}");
     let campaign_url = browser.url().await;
     browser
         .click_to_load(&browser.find("#activate-form button").await)
