@@ -23,3 +23,17 @@ CREATE TABLE dashboard_refreshed (
     only_row       boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     at             timestamptz NOT NULL
 );
+
+-- Each campaign's matching open findings and their organisations (what
+-- the campaign list and progress page show), and the overview's finding
+-- totals: counts over every current finding, too slow to take per view.
+CREATE TABLE dashboard_campaigns (
+    campaign_id    bigint PRIMARY KEY REFERENCES campaigns (id) ON DELETE CASCADE,
+    open_findings  bigint NOT NULL,
+    organisations  bigint NOT NULL
+);
+
+ALTER TABLE dashboard_refreshed
+    ADD COLUMN open_findings           bigint NOT NULL DEFAULT 0,
+    ADD COLUMN affected_organisations  bigint NOT NULL DEFAULT 0,
+    ADD COLUMN triage                  bigint NOT NULL DEFAULT 0;

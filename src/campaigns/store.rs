@@ -877,6 +877,21 @@ pub async fn counts(conn: &mut PgConnection, id: i64) -> DomainResult<CampaignCo
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
+    let notifications = notification_counts(conn, id).await?;
+    Ok(CampaignCounts {
+        open_findings,
+        organisations,
+        unattributed_findings,
+        notifications,
+    })
+}
+
+/// The campaign's notifications by status, every status present (an index
+/// read; the finding counts of [`counts`] scan the findings).
+pub async fn notification_counts(
+    conn: &mut PgConnection,
+    id: i64,
+) -> DomainResult<std::collections::BTreeMap<String, i64>> {
     let by_status: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM notifications WHERE campaign_id = $1 GROUP BY status",
     )
@@ -889,12 +904,7 @@ pub async fn counts(conn: &mut PgConnection, id: i64) -> DomainResult<CampaignCo
             .map(|s| (s.as_str().to_owned(), 0))
             .collect();
     notifications.extend(by_status);
-    Ok(CampaignCounts {
-        open_findings,
-        organisations,
-        unattributed_findings,
-        notifications,
-    })
+    Ok(notifications)
 }
 
 /// The campaign's updates, newest first.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::operators::{self, MIN_PASSWORD_CHARS, Role};
-use super::routes::{Chrome, may_act, oslo_time, require, with_csrf_cookie};
+use super::routes::{Chrome, keyset_page, may_act, oslo_time, require, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::auth::{self, ClientInfo, Scope};
@@ -149,8 +149,7 @@ async fn list_imports(
     .bind(PAGE as i64 + 1)
     .fetch_all(&mut *conn)
     .await?;
-    let next = (events.len() > PAGE).then(|| events[PAGE - 1].id);
-    events.truncate(PAGE);
+    let next = keyset_page(&mut events, PAGE, |r| r.id);
     let page = ImportsPage {
         layout: Layout::dashboard("Registry imports · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
@@ -248,8 +247,7 @@ async fn list_scan_runs(
     .bind(PAGE as i64 + 1)
     .fetch_all(&mut *conn)
     .await?;
-    let next = (runs.len() > PAGE).then(|| runs[PAGE - 1].id);
-    runs.truncate(PAGE);
+    let next = keyset_page(&mut runs, PAGE, |r| r.id);
     let page = ScanRunsPage {
         layout: Layout::dashboard("Scan runs · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
@@ -344,8 +342,7 @@ async fn tokens_page(
         .filter(|c| c.id < before)
         .take(PAGE + 1)
         .collect();
-    let next = (clients.len() > PAGE).then(|| clients[PAGE - 1].id);
-    clients.truncate(PAGE);
+    let next = keyset_page(&mut clients, PAGE, |r| r.id);
     let (name, chosen, errors) = form;
     let page = TokensPage {
         layout: Layout::dashboard("API tokens · Varsel"),

@@ -12,8 +12,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
+use super::stats;
 use crate::app::AppState;
 use crate::campaigns::markdown;
 use crate::campaigns::model::{
@@ -96,8 +97,18 @@ fn status_filter(s: Option<&str>) -> (&'static str, Option<CampaignStatus>) {
 struct ListRow {
     c: Campaign,
     created: String,
-    organisations: i64,
-    open_findings: i64,
+    organisations: String,
+    open_findings: String,
+}
+
+/// A campaign's open findings and organisations as the last figures
+/// gathered count them (scanning every finding per view would not keep
+/// the page fast), or a dash before the first count.
+async fn figures(conn: &mut sqlx::PgConnection, id: i64) -> Result<(String, String), WebError> {
+    Ok(match stats::campaign_figures(conn, id).await? {
+        Some((findings, organisations)) => (findings.to_string(), organisations.to_string()),
+        None => ("—".to_owned(), "—".to_owned()),
+    })
 }
 
 #[derive(Template)]
@@ -120,15 +131,14 @@ async fn list(
     let (status, filter) = status_filter(q.status.as_deref());
     let mut conn = state.pool.acquire().await?;
     let mut found = store::list(&mut conn, filter, q.after.unwrap_or(0), PAGE).await?;
-    let next = (found.len() > PAGE).then(|| found[PAGE - 1].id);
-    found.truncate(PAGE);
+    let next = keyset_page(&mut found, PAGE, |r| r.id);
     let mut rows = Vec::with_capacity(found.len());
     for c in found {
-        let counts = store::counts(&mut conn, c.id).await?;
+        let (open_findings, organisations) = figures(&mut conn, c.id).await?;
         rows.push(ListRow {
             created: oslo_time(c.created_at),
-            organisations: counts.organisations,
-            open_findings: counts.open_findings,
+            organisations,
+            open_findings,
             c,
         });
     }
@@ -522,8 +532,8 @@ struct ProgressPage {
     layout: Layout,
     chrome: Chrome,
     c: Campaign,
-    open_findings: i64,
-    organisations: i64,
+    open_findings: String,
+    organisations: String,
     steps: Vec<Step>,
     rows: Vec<Notification>,
     next: Option<i64>,
@@ -542,16 +552,10 @@ async fn render_progress(
 ) -> Result<Response, WebError> {
     let mut conn = state.pool.acquire().await?;
     let c = store::fetch(&mut conn, id).await?;
-    let counts = store::counts(&mut conn, id).await?;
-    let max = counts
-        .notifications
-        .values()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let steps = counts
-        .notifications
+    let (open_findings, organisations) = figures(&mut conn, id).await?;
+    let notifications = store::notification_counts(&mut conn, id).await?;
+    let max = notifications.values().copied().max().unwrap_or(0).max(1);
+    let steps = notifications
         .iter()
         .map(|(name, count)| Step {
             name: name.clone(),
@@ -564,8 +568,7 @@ async fn render_progress(
         ..NotificationQuery::default()
     };
     let mut rows = notes::list(&mut conn, &q, after, PAGE).await?;
-    let next = (rows.len() > PAGE).then(|| rows[PAGE - 1].id);
-    rows.truncate(PAGE);
+    let next = keyset_page(&mut rows, PAGE, |r| r.id);
     let updates = store::updates(&mut conn, id)
         .await?
         .into_iter()
@@ -574,8 +577,8 @@ async fn render_progress(
     let page = ProgressPage {
         layout: Layout::dashboard(format!("Campaign {} · Varsel", c.slug)),
         chrome: Chrome::of(state, signed, csrf),
-        open_findings: counts.open_findings,
-        organisations: counts.organisations,
+        open_findings,
+        organisations,
         c,
         steps,
         rows,

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store::{self, Escalation, EscalationStatus};
 use crate::app::AppState;
@@ -92,8 +92,7 @@ async fn render(
     let (status, filter) = status_filter(q.status.as_deref());
     let mut conn = state.pool.acquire().await?;
     let mut rows = store::escalations(&mut conn, filter, q.after.unwrap_or(0), PAGE).await?;
-    let next = (rows.len() > PAGE).then(|| rows[PAGE - 1].id);
-    rows.truncate(PAGE);
+    let next = keyset_page(&mut rows, PAGE, |r| r.id);
     let page = EscalationsPage {
         layout: Layout::dashboard("Escalations · Varsel"),
         chrome: Chrome::of(state, signed, csrf),

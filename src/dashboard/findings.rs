@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sqlx::{Connection, PgConnection};
 
 use super::operators::Role;
-use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::domain::{Actor, DomainError, required_text, spreadsheet_safe};
@@ -723,8 +723,7 @@ async fn render_triage(
     };
     let mut conn = state.pool.acquire().await?;
     let mut rows = query::list(&mut conn, &filter, after.unwrap_or(0), PAGE).await?;
-    let next = (rows.len() > PAGE).then(|| rows[PAGE - 1].id);
-    rows.truncate(PAGE);
+    let next = keyset_page(&mut rows, PAGE, |r| r.id);
     let ids: Vec<i64> = rows.iter().map(|f| f.id).collect();
     let mut flags = flags(&mut conn, &ids).await?;
     let rows = rows

@@ -1,7 +1,8 @@
-//! The overview: the situation at a glance, read from the same tables the
-//! API serves — open findings and who has them, the notifications by
-//! status, what waits for an analyst (escalations, the no-contact and
-//! triage queues) and what is failing (deliveries).
+//! The overview: the situation at a glance — open findings and who has
+//! them (as the last [`super::stats`] refresh counted them), and live from
+//! the tables the API serves: the notifications by status, what waits for
+//! an analyst (escalations, the no-contact queue) and what is failing
+//! (deliveries).
 
 use sqlx::PgConnection;
 
@@ -46,11 +47,10 @@ impl Overview {
 pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
     sqlx::query_as(
         "SELECT
-            (SELECT count(*) FROM findings WHERE status = 'open' AND current) AS open_findings,
-            (SELECT count(DISTINCT organisation_id) FROM findings
-              WHERE status = 'open' AND current AND organisation_id IS NOT NULL) AS affected_organisations,
-            (SELECT count(*) FROM findings
-              WHERE status = 'open' AND current AND organisation_id IS NULL) AS triage,
+            coalesce((SELECT open_findings FROM dashboard_refreshed), 0) AS open_findings,
+            coalesce((SELECT affected_organisations FROM dashboard_refreshed), 0)
+                AS affected_organisations,
+            coalesce((SELECT triage FROM dashboard_refreshed), 0) AS triage,
             (SELECT count(*) FROM notifications WHERE mailed_at IS NOT NULL) AS notified,
             (SELECT count(*) FROM notifications WHERE first_opened_at IS NOT NULL) AS opened,
             (SELECT count(*) FROM notifications WHERE acknowledged_at IS NOT NULL) AS acknowledged,

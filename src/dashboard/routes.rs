@@ -93,6 +93,18 @@ pub(super) fn may_act(
     )
 }
 
+/// Keyset paging: `rows` were read with one more than a `page`; keeps one
+/// page and returns the key the next page starts after, if there is one.
+pub(super) fn keyset_page<T>(
+    rows: &mut Vec<T>,
+    page: usize,
+    key: impl Fn(&T) -> i64,
+) -> Option<i64> {
+    let next = (rows.len() > page).then(|| key(&rows[page - 1]));
+    rows.truncate(page);
+    next
+}
+
 /// A page with the CSRF cookie set when the browser had none.
 pub(super) fn with_csrf_cookie(
     state: &AppState,

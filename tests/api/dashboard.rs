@@ -879,5 +879,23 @@ async fn the_overview_draws_each_campaigns_curve_the_funnel_and_the_sectors() {
     );
     assert!(!html.contains("<b>grid"));
     assert!(html.contains(r#"id="charts-refreshed""#));
+    assert!(
+        html.contains(r#"<dd id="open-findings">2</dd>"#),
+        "totals as gathered"
+    );
+    assert!(
+        before.contains(r#"<dd id="open-findings">0</dd>"#),
+        "nothing counted yet"
+    );
+    let progress = client
+        .get(&format!("/campaigns/{campaign}"), &cookies)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        progress.contains(r#"<dd id="organisations">1</dd>"#),
+        "{progress}"
+    );
     assert!(html.contains(r#"id="funnel-heading""#));
 }
