@@ -72,6 +72,8 @@ struct ListQuery {
     organisation: String,
     #[serde(default)]
     cidr: String,
+    #[serde(default)]
+    sector: String,
     /// A day (Europe/Oslo): seen on or after it.
     #[serde(default)]
     since: String,
@@ -100,6 +102,7 @@ fn form_field(api_field: &str) -> &'static str {
         "check" => "check",
         "cve" => "cve",
         "cidr" => "cidr",
+        "sector" => "sector",
         "organisation_id" => "organisation",
         _ => "check",
     }
@@ -160,6 +163,7 @@ impl ListQuery {
             status,
             state,
             cidr,
+            sector: text(&self.sector),
             since,
             until,
             ..FindingQuery::default()
@@ -188,6 +192,7 @@ impl ListQuery {
             ("state", &self.state),
             ("organisation", &self.organisation),
             ("cidr", &self.cidr),
+            ("sector", &self.sector),
             ("since", &self.since),
             ("until", &self.until),
         ] {

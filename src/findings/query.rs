@@ -82,6 +82,8 @@ pub struct FindingsFilter {
     pub state: Option<ObservationState>,
     /// Only addresses inside this network.
     pub cidr: Option<IpNet>,
+    /// Only findings of organisations in this sector.
+    pub sector: Option<String>,
     /// Seen at or after.
     pub since: Option<DateTime<Utc>>,
     /// First seen at or before.
@@ -106,6 +108,11 @@ impl FindingsFilter {
         }
         if let Some(org) = self.organisation_id {
             q.push(" AND f.organisation_id = ").push_bind(org);
+        }
+        if let Some(sector) = &self.sector {
+            q.push(" AND f.organisation_id IN (SELECT id FROM organisations WHERE sector = ")
+                .push_bind(sector.clone())
+                .push(")");
         }
         if let Some(check) = &self.check {
             q.push(" AND f.check_id = ").push_bind(check.clone());

@@ -59,6 +59,9 @@ pub struct FindingQuery {
     /// Only addresses inside this CIDR, e.g. `192.0.2.0/24`.
     #[param(value_type = Option<String>, format = "cidr")]
     pub cidr: Option<Cidr>,
+    /// Only findings of organisations in this sector (as registered).
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,100}$")]
+    pub sector: Option<String>,
     /// Seen at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// First seen at or before this time (RFC 3339).
@@ -99,6 +102,8 @@ impl FindingQuery {
             status: self.status,
             state: self.state,
             cidr: self.cidr.map(|c| c.net()),
+            sector: crate::domain::optional_text("sector", self.sector.as_deref(), 100)
+                .map_err(ApiError::from)?,
             since: self.since,
             until: self.until,
             unattributed: self.unattributed,

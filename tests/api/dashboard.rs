@@ -897,5 +897,20 @@ async fn the_overview_draws_each_campaigns_curve_the_funnel_and_the_sectors() {
         progress.contains(r#"<dd id="organisations">1</dd>"#),
         "{progress}"
     );
+    // The findings list filters by the owner's sector, as the chart groups.
+    let in_sector = client
+        .get("/findings?sector=energy%20%3Cb%3Egrid%3C%2Fb%3E", &cookies)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(in_sector.contains("192.0.2.10") && in_sector.contains("192.0.2.11"));
+    let elsewhere = client
+        .get("/findings?sector=health", &cookies)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!elsewhere.contains("192.0.2.10"), "{elsewhere}");
     assert!(html.contains(r#"id="funnel-heading""#));
 }
