@@ -46,18 +46,21 @@ impl Overview {
 
 pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
     sqlx::query_as(
+        // The notifications in one scan, not one per figure.
         "SELECT
-            coalesce((SELECT open_findings FROM dashboard_refreshed), 0) AS open_findings,
-            coalesce((SELECT affected_organisations FROM dashboard_refreshed), 0)
-                AS affected_organisations,
-            coalesce((SELECT triage FROM dashboard_refreshed), 0) AS triage,
-            (SELECT count(*) FROM notifications WHERE mailed_at IS NOT NULL) AS notified,
-            (SELECT count(*) FROM notifications WHERE first_opened_at IS NOT NULL) AS opened,
-            (SELECT count(*) FROM notifications WHERE acknowledged_at IS NOT NULL) AS acknowledged,
-            (SELECT count(*) FROM notifications WHERE status = 'resolved') AS resolved,
-            (SELECT count(*) FROM notifications WHERE status = 'no_contact') AS no_contact,
+            coalesce(r.open_findings, 0) AS open_findings,
+            coalesce(r.affected_organisations, 0) AS affected_organisations,
+            coalesce(r.triage, 0) AS triage,
+            n.notified, n.opened, n.acknowledged, n.resolved, n.no_contact,
             (SELECT count(*) FROM escalations WHERE status <> 'closed') AS open_escalations,
-            (SELECT count(*) FROM deliveries WHERE status = 'failed') AS failed_deliveries",
+            (SELECT count(*) FROM deliveries WHERE status = 'failed') AS failed_deliveries
+           FROM (SELECT count(*) FILTER (WHERE mailed_at IS NOT NULL) AS notified,
+                        count(*) FILTER (WHERE first_opened_at IS NOT NULL) AS opened,
+                        count(*) FILTER (WHERE acknowledged_at IS NOT NULL) AS acknowledged,
+                        count(*) FILTER (WHERE status = 'resolved') AS resolved,
+                        count(*) FILTER (WHERE status = 'no_contact') AS no_contact
+                   FROM notifications) n
+           LEFT JOIN dashboard_refreshed r ON true",
     )
     .fetch_one(conn)
     .await
