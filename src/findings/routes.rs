@@ -102,7 +102,13 @@ impl FindingQuery {
             status: self.status,
             state: self.state,
             cidr: self.cidr.map(|c| c.net()),
-            sector: crate::domain::optional_text("sector", self.sector.as_deref(), 100)
+            // Strict, unlike a form field: `sector=` names no sector and is
+            // refused rather than read as "any sector".
+            sector: self
+                .sector
+                .as_deref()
+                .map(|s| crate::domain::required_text("sector", s, 100))
+                .transpose()
                 .map_err(ApiError::from)?,
             since: self.since,
             until: self.until,

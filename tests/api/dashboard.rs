@@ -912,5 +912,16 @@ async fn the_overview_draws_each_campaigns_curve_the_funnel_and_the_sectors() {
         .await
         .unwrap();
     assert!(!elsewhere.contains("192.0.2.10"), "{elsewhere}");
+    // The REST API filters the same way.
+    let (status, page) = app
+        .get(
+            "/api/v1/findings?sector=energy%20%3Cb%3Egrid%3C%2Fb%3E",
+            &app.read,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "{page}");
+    let (_, page) = app.get("/api/v1/findings?sector=health", &app.read).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(0), "{page}");
     assert!(html.contains(r#"id="funnel-heading""#));
 }

@@ -580,6 +580,10 @@ async fn findings_read_api_filters_pages_and_formats() {
     let (status, problem) = app.get("/api/v1/findings?status=maybe", &app.read).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(problem["field"], "status");
+    // An empty filter names nothing: refused, not read as "any".
+    let (status, problem) = app.get("/api/v1/findings?sector=", &app.read).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["field"], "sector");
 
     let csv = app
         .request(
