@@ -60,6 +60,7 @@ use crate::error::PROBLEM_JSON;
         crate::jobs::routes::retry_job,
         crate::mail::routes::list_deliveries,
         crate::mail::routes::retry_delivery,
+        crate::mail::routes::resend_delivery,
         crate::campaigns::routes::list_campaigns,
         crate::campaigns::routes::create_campaign,
         crate::campaigns::routes::show_campaign,

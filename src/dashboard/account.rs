@@ -5,19 +5,18 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use super::operators::Role;
-use super::routes::{Chrome, may_act, with_csrf_cookie};
+use super::routes::{Act, Chrome, Viewer, with_csrf_cookie};
 use super::sessions::Signed;
 use super::totp::{self, Setup};
 use crate::app::AppState;
 use crate::domain::DomainError;
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
-use crate::web::form::{FieldErrors, FormFields};
+use crate::web::form::FieldErrors;
 use crate::web::page::{self, Layout};
 
 pub fn pages() -> Router<AppState> {
@@ -80,12 +79,8 @@ async fn show(
 
 async fn begin(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act { signed, csrf, .. }: Act<Viewer>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Viewer)?;
     let mut conn = state.pool.acquire().await?;
     let setup = totp::begin(
         &mut conn,
@@ -101,12 +96,10 @@ async fn begin(
 
 async fn confirm(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Viewer>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Viewer)?;
     let key = state.settings.link_secret();
     let mut conn = state.pool.acquire().await?;
     let confirmed = totp::confirm(
@@ -135,12 +128,10 @@ async fn confirm(
 
 async fn disable(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Viewer>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Viewer)?;
     let mut conn = state.pool.acquire().await?;
     let disabled = totp::disable(
         &mut conn,

@@ -8,14 +8,14 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::operators::{self, MIN_PASSWORD_CHARS, Role};
-use super::routes::{Chrome, keyset_page, may_act, oslo_time, require, with_csrf_cookie};
+use super::routes::{Act, Admin, Chrome, keyset_page, oslo_time, require, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::auth::{self, ClientInfo, Scope};
@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::ingest::scans::{self, ScanRun};
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
-use crate::web::form::{FieldErrors, FormFields};
+use crate::web::form::FieldErrors;
 use crate::web::page::{self, Layout};
 
 pub fn pages() -> Router<AppState> {
@@ -393,12 +393,10 @@ async fn list_tokens(
 
 async fn create_token(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     let name = form.get("name").unwrap_or("").trim().to_owned();
     let mut errors = FieldErrors::default();
     let mut scopes = Vec::new();
@@ -442,13 +440,9 @@ async fn create_token(
 
 async fn revoke_token(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     if !auth::revoke_client(&state.pool, id, &signed.operator.actor()).await? {
         return Err(WebError::NotFound);
     }
@@ -503,12 +497,10 @@ async fn new_operator(
 
 async fn create_operator(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     let email = form.get("email").unwrap_or("").trim();
     let name = form.get("name").unwrap_or("").trim();
     let role_given = form.get("role").unwrap_or("");
@@ -657,13 +649,11 @@ fn back_to(id: i64) -> Response {
 
 async fn set_role(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     let Some(role) = form.get("role").and_then(Role::parse) else {
         return refused(&state, &signed, &csrf, id, "role", "Choose a role.").await;
     };
@@ -685,13 +675,9 @@ async fn set_role(
 
 async fn disable_operator(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, csrf, .. }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     if id == signed.operator.id {
         return refused(
             &state,
@@ -717,13 +703,9 @@ async fn disable_operator(
 
 async fn enable_operator(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     let mut conn = state.pool.acquire().await?;
     operators::set_disabled(
         &mut conn,
@@ -738,13 +720,11 @@ async fn enable_operator(
 
 async fn reset_password(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Admin>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Admin)?;
     if id == signed.operator.id {
         return refused(
             &state,

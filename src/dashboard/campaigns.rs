@@ -6,13 +6,13 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use super::stats;
 use crate::app::AppState;
@@ -404,13 +404,11 @@ fn field_error(e: &DomainError) -> Option<FieldErrors> {
 
 async fn save(
     state: AppState,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     id: Option<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let values = Values::of(&form);
     if form.get("action") == Some("preview") {
         let previews = previews_of(&values);
@@ -493,25 +491,16 @@ async fn save(
     }
 }
 
-async fn create(
-    State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
-) -> Result<Response, WebError> {
-    save(state, signed, headers, csrf, None, form).await
+async fn create(State(state): State<AppState>, act: Act<Analyst>) -> Result<Response, WebError> {
+    save(state, None, act).await
 }
 
 async fn edit(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    act: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    save(state, signed, headers, csrf, Some(id), form).await
+    save(state, Some(id), act).await
 }
 
 /// A funnel step: its name, count and bar width (0–300).
@@ -614,13 +603,9 @@ fn back(id: i64) -> Response {
 
 async fn activate(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     store::activate(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
     Ok(back(id))
@@ -628,13 +613,11 @@ async fn activate(
 
 async fn approve(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let selection = if form.get("all").is_some() {
         Selection::All
     } else {
@@ -663,13 +646,11 @@ async fn approve(
 
 async fn post_update(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let body = NewUpdate {
         body_nb: form.get("body_nb").unwrap_or("").to_owned(),
         body_en: form.get("body_en").unwrap_or("").to_owned(),
@@ -705,13 +686,9 @@ async fn post_update(
 
 async fn close(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     store::close(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
     Ok(back(id))

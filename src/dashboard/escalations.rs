@@ -5,13 +5,13 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store::{self, Escalation, EscalationStatus};
 use crate::app::AppState;
@@ -128,13 +128,9 @@ fn back(form: &FormFields) -> Redirect {
 
 async fn take(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, form, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     match store::take_escalation(&mut conn, &signed.operator.actor(), id, state.clock.now()).await {
         // Taken meanwhile by someone else: the list shows by whom.
@@ -145,13 +141,11 @@ async fn take(
 
 async fn close(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let note = form.get("note").unwrap_or("");
     let mut conn = state.pool.acquire().await?;
     match store::close_escalation(

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sqlx::{Connection, PgConnection};
 
 use super::operators::Role;
-use super::routes::{Chrome, keyset_page, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::domain::{Actor, DomainError, required_text, spreadsheet_safe};
@@ -32,7 +32,7 @@ use crate::registry::model::Cidr;
 use crate::registry::networks::{self, NewNetwork};
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
-use crate::web::form::{FieldErrors, FormFields};
+use crate::web::form::FieldErrors;
 use crate::web::page::{self, Layout};
 
 pub fn pages() -> Router<AppState> {
@@ -582,13 +582,11 @@ async fn set_false_positive(
 
 async fn mark_false_positive(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let now = state.clock.now();
     let sent_reason = form.get("reason").unwrap_or("");
     let sent_until = form.get("until").unwrap_or("");
@@ -637,13 +635,9 @@ async fn mark_false_positive(
 
 async fn clear_false_positive(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     set_false_positive(
         &mut conn,
@@ -862,13 +856,11 @@ async fn assign_finding(
 
 async fn assign(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let sent_org = form.get("organisation").unwrap_or("").trim();
     let sent_cidr = form.get("cidr").unwrap_or("").trim();
     let mut errors = FieldErrors::default();

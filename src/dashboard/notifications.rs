@@ -1,29 +1,31 @@
 //! `/notifications`: each advisory sent, filtered and paged; one
 //! notification with its deliveries (every attempt and the mail server's
 //! reply), its page's opens and the organisation's answers, and the
-//! actions on it: retry a failed delivery, revoke the link, reissue it
-//! (the new address shown once, on the answer page only). The same domain
+//! actions on it: retry a failed delivery, resend one, revoke the link,
+//! reissue it (the new address shown once, on the answer page only); and
+//! each delivery's message exactly as stored and sent. The same domain
 //! functions as the API.
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, may_act, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
 use crate::mail::outbox::{self, DeliveryInfo};
+use crate::notifications::mailing;
 use crate::notifications::model::{Notification, NotificationStatus};
 use crate::notifications::store::{self, NotificationQuery};
+use crate::notifications::tokens;
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
-use crate::web::form::FormFields;
 use crate::web::page::{self, Layout};
 
 pub fn pages() -> Router<AppState> {
@@ -32,9 +34,14 @@ pub fn pages() -> Router<AppState> {
         .route("/notifications/{id}", get(show))
         .route("/notifications/{id}/revoke", post(revoke))
         .route("/notifications/{id}/reissue", post(reissue))
+        .route("/notifications/{id}/deliveries/{delivery}", get(message))
         .route(
             "/notifications/{id}/deliveries/{delivery}/retry",
             post(retry),
+        )
+        .route(
+            "/notifications/{id}/deliveries/{delivery}/resend",
+            post(resend),
         )
 }
 
@@ -221,13 +228,9 @@ fn back(id: i64) -> Response {
 
 async fn revoke(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     advisory::revoke_links(&mut conn, &signed.operator.actor(), id, state.clock.now()).await?;
     Ok(back(id))
@@ -235,13 +238,9 @@ async fn revoke(
 
 async fn reissue(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, csrf, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     let link = advisory::reissue_link(
         &mut conn,
@@ -266,13 +265,9 @@ async fn reissue(
 
 async fn retry(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path((id, delivery)): Path<(i64, i64)>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     let d = outbox::fetch(&mut conn, delivery).await?;
     if d.notification_id != Some(id) {
@@ -286,4 +281,78 @@ async fn retry(
     )
     .await?;
     Ok(back(id))
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    Path((id, delivery)): Path<(i64, i64)>,
+    Act { signed, .. }: Act<Analyst>,
+) -> Result<Response, WebError> {
+    let mut conn = state.pool.acquire().await?;
+    mailing::resend(
+        &mut conn,
+        &signed.operator.actor(),
+        id,
+        delivery,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(back(id))
+}
+
+/// Where the stored message holds the link's token, the page shows this.
+const TOKEN_SHOWN_AS: &str = "[token: put in as the mail is sent, kept nowhere]";
+
+#[derive(Template)]
+#[template(path = "dashboard/delivery_message.html")]
+struct MessagePage {
+    layout: Layout,
+    chrome: Chrome,
+    n: Notification,
+    m: outbox::StoredMessage,
+    queued: String,
+    sent: Option<String>,
+    text: String,
+    html: String,
+    /// (file name, content type, size in bytes).
+    attachments: Vec<(String, String, usize)>,
+}
+
+/// One delivery's message: its headers, its text and HTML parts as stored
+/// (the HTML as source, never rendered here: it is the recipient's view),
+/// its attachments.
+async fn message(
+    State(state): State<AppState>,
+    signed: Signed,
+    csrf: CsrfCookie,
+    Path((id, delivery)): Path<(i64, i64)>,
+) -> Result<Response, WebError> {
+    let mut conn = state.pool.acquire().await?;
+    let m = outbox::message(&mut conn, delivery).await?;
+    if m.notification_id != Some(id) {
+        return Err(WebError::NotFound);
+    }
+    let n = store::fetch(&mut conn, id).await?;
+    let attachments = m
+        .attachments
+        .iter()
+        .map(|a| {
+            // Standard base64: 3 bytes in every 4 characters, less padding.
+            let padding = a.content.bytes().rev().take_while(|&b| b == b'=').count();
+            let size = (a.content.len() / 4 * 3).saturating_sub(padding);
+            (a.filename.clone(), a.content_type.clone(), size)
+        })
+        .collect();
+    let page = MessagePage {
+        layout: Layout::dashboard(format!("{} · {} · Varsel", m.subject, n.ticket)),
+        chrome: Chrome::of(&state, &signed, &csrf),
+        queued: oslo_time(m.created_at),
+        sent: m.sent_at.map(oslo_time),
+        text: m.text_body.replace(tokens::PLACEHOLDER, TOKEN_SHOWN_AS),
+        html: m.html_body.replace(tokens::PLACEHOLDER, TOKEN_SHOWN_AS),
+        attachments,
+        n,
+        m,
+    };
+    Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
 }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 use super::operators::Role;
-use super::routes::{Chrome, may_act, oslo_time, require, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, oslo_time, require, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
@@ -595,12 +595,10 @@ async fn new_form(
 
 async fn create(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let fields = OrgFields::of_form(&form);
     let mut errors = FieldErrors::default();
     let org_number = fields.org_number(&mut errors);
@@ -648,13 +646,11 @@ async fn edit_form(
 
 async fn update(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let mut fields = OrgFields::of_form(&form);
     let mut conn = state.pool.acquire().await?;
     // `ref` cannot change; the form shows the stored one.
@@ -741,13 +737,11 @@ async fn create_networks(
 
 async fn add_networks(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let text = form.get("cidrs").unwrap_or("");
     let mut errors = FieldErrors::default();
     match parse_pasted(text) {
@@ -780,13 +774,11 @@ async fn add_networks(
 
 async fn add_contact(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    may_act(&state, &signed, &headers, &csrf, &form, Role::Analyst)?;
     let attempt_of = |errors| Attempt {
         errors,
         email: form.get("email").unwrap_or("").to_owned(),
@@ -826,24 +818,18 @@ async fn add_contact(
 
 async fn disable_contact(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path((id, cid)): Path<(i64, i64)>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    set_enabled(&state, &signed, &headers, &csrf, (id, cid), &form, false).await
+    set_enabled(&state, &signed, (id, cid), false).await
 }
 
 async fn enable_contact(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path((id, cid)): Path<(i64, i64)>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    set_enabled(&state, &signed, &headers, &csrf, (id, cid), &form, true).await
+    set_enabled(&state, &signed, (id, cid), true).await
 }
 
 /// Turns a contact of organisation `id` off (it gets no mail, and is kept
@@ -851,13 +837,9 @@ async fn enable_contact(
 async fn set_enabled(
     state: &AppState,
     signed: &Signed,
-    headers: &HeaderMap,
-    csrf: &CsrfCookie,
     (id, cid): (i64, i64),
-    form: &FormFields,
     enabled: bool,
 ) -> Result<Response, WebError> {
-    may_act(state, signed, headers, csrf, form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     // Only a contact of this organisation, so that the page it returns to
     // shows the change.
@@ -884,13 +866,9 @@ async fn set_enabled(
 async fn decide(
     state: &AppState,
     signed: &Signed,
-    headers: &HeaderMap,
-    csrf: &CsrfCookie,
     id: i64,
-    form: &FormFields,
     confirm: bool,
 ) -> Result<Response, WebError> {
-    may_act(state, signed, headers, csrf, form, Role::Analyst)?;
     let mut conn = state.pool.acquire().await?;
     let proposal = advisory::proposal(&mut conn, id).await?;
     match advisory::decide_proposal(
@@ -910,24 +888,18 @@ async fn decide(
 
 async fn confirm_proposal(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    decide(&state, &signed, &headers, &csrf, id, &form, true).await
+    decide(&state, &signed, id, true).await
 }
 
 async fn reject_proposal(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
     Path(id): Path<i64>,
-    form: FormFields,
+    Act { signed, .. }: Act<Analyst>,
 ) -> Result<Response, WebError> {
-    decide(&state, &signed, &headers, &csrf, id, &form, false).await
+    decide(&state, &signed, id, false).await
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! this site's own origin.
 
 use askama::Template;
+use std::marker::PhantomData;
+
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -71,10 +73,67 @@ pub(super) fn require(signed: &Signed, least: Role) -> Result<(), WebError> {
     }
 }
 
+/// A role an action needs at least, as a type: [`Act<Analyst>`].
+pub(super) trait Least {
+    const ROLE: Role;
+}
+
+/// Any operator signed in (their own account, logging out).
+pub(super) enum Viewer {}
+/// Analysts and admins: the registry, findings, campaigns, notifications.
+pub(super) enum Analyst {}
+/// Admins only: operators, API tokens.
+pub(super) enum Admin {}
+
+impl Least for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl Least for Analyst {
+    const ROLE: Role = Role::Analyst;
+}
+impl Least for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// A form an operator may act on: signed in, with a role of at least
+/// `R`, posted from this site's origin with the session's CSRF token
+/// ([`may_act`]). Every handler that changes anything takes one as its
+/// last argument, so none can forget the checks.
+pub(super) struct Act<R> {
+    pub signed: Signed,
+    pub csrf: CsrfCookie,
+    pub form: FormFields,
+    pub role: PhantomData<R>,
+}
+
+impl<R: Least> FromRequest<AppState> for Act<R> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Ok(csrf) = CsrfCookie::from_request_parts(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let form = FormFields::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        may_act(state, &signed, &headers, &csrf, &form, R::ROLE)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Act {
+            signed,
+            csrf,
+            form,
+            role: PhantomData,
+        })
+    }
+}
+
 /// The checks every dashboard action makes first: the operator's role is
 /// at least `least`, and the form came from this site's origin with the
 /// session's CSRF token.
-pub(super) fn may_act(
+fn may_act(
     state: &AppState,
     signed: &Signed,
     headers: &HeaderMap,
@@ -205,19 +264,8 @@ pub(super) fn oslo_time(at: DateTime<Utc>) -> String {
 
 async fn logout(
     State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    csrf: CsrfCookie,
-    form: FormFields,
+    Act { signed, .. }: Act<Viewer>,
 ) -> Result<Response, WebError> {
-    csrf::check_form(
-        &csrf,
-        &headers,
-        &state.settings.link_secret(),
-        &signed.session.csrf_scope(),
-        &form,
-        false,
-    )?;
     let mut conn = state.pool.acquire().await?;
     sessions::end(&mut conn, &signed.session).await?;
     let mut response = Redirect::to("/login").into_response();

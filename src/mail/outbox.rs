@@ -466,6 +466,96 @@ pub async fn retry(
     Ok(())
 }
 
+/// Queues a new copy of a delivery that was sent or failed, in the caller's
+/// transaction: the same message (same link, same parts) to the same
+/// recipient, with a Message-ID of its own and attempts of its own. For "we
+/// never got it" after the mail server took it. Refused while the delivery
+/// is still on its way, or when its link no longer opens (the copy would
+/// carry a dead link: reissue the link instead). Returns the copy's id.
+pub async fn queue_copy(
+    conn: &mut PgConnection,
+    delivery_id: i64,
+    now: DateTime<Utc>,
+) -> DomainResult<i64> {
+    let found: Option<(String, Option<bool>)> = sqlx::query_as(
+        "SELECT d.status, t.revoked_at IS NULL AND t.expires_at > $2
+           FROM deliveries d LEFT JOIN notification_tokens t ON t.id = d.link_token_id
+          WHERE d.id = $1
+            FOR UPDATE OF d",
+    )
+    .bind(delivery_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((status, link_alive)) = found else {
+        return Err(DomainError::not_found(format!("delivery {delivery_id}")));
+    };
+    if !matches!(status.as_str(), "sent" | "failed") {
+        return Err(DomainError::conflict(format!(
+            "delivery {delivery_id} is {status}; only a sent or failed delivery can be resent"
+        )));
+    }
+    if link_alive == Some(false) {
+        return Err(DomainError::conflict(format!(
+            "the advisory link in delivery {delivery_id} is revoked or expired; \
+             reissue the link instead of resending a dead one"
+        )));
+    }
+    // The copy's Message-ID is on the original's domain (the From address's).
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO deliveries (notification_id, contact_id, recipient, recipient_name, kind,
+                                 dedupe_key, message_id, subject, text_body, html_body,
+                                 attachments, language, status, next_attempt_at, created_at,
+                                 link_token_id)
+         SELECT notification_id, contact_id, recipient, recipient_name, kind,
+                'resend:' || id || ':' || $2, '<' || $2 || '@' || split_part(message_id, '@', 2),
+                subject, text_body, html_body, attachments, language, 'queued', $3, $3,
+                link_token_id
+           FROM deliveries WHERE id = $1
+      RETURNING id",
+    )
+    .bind(delivery_id)
+    .bind(hex::encode(rand::random::<[u8; 16]>()))
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    notify(conn).await?;
+    Ok(id)
+}
+
+/// A delivery's message as it is stored, the parts it was built from: what
+/// the recipient got, but for the advisory link's token, which is kept
+/// nowhere (the body holds a placeholder there; see
+/// `notifications::tokens`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub notification_id: Option<i64>,
+    pub recipient: String,
+    pub recipient_name: Option<String>,
+    pub message_id: String,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    #[sqlx(json)]
+    pub attachments: Vec<StoredAttachment>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// One delivery's message.
+pub async fn message(conn: &mut PgConnection, id: i64) -> DomainResult<StoredMessage> {
+    sqlx::query_as(
+        "SELECT id, notification_id, recipient, recipient_name, message_id, subject, text_body,
+                html_body, attachments, created_at, sent_at
+           FROM deliveries WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| DomainError::not_found(format!("delivery {id}")))
+}
+
 /// The worker side of the outbox: claims due deliveries and sends them.
 /// Cheap to clone; clones share the rate limits.
 #[derive(Clone)]

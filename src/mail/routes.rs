@@ -1,8 +1,10 @@
 //! `/api/v1/deliveries`: the outbox as operators see it (admin scope):
 //! every message by status — `?status=failed` is what needs a look — with
-//! each attempt's reply, and putting a failed message back in the queue.
+//! each attempt's reply, putting a failed message back in the queue, and
+//! sending a message once more.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,6 +12,7 @@ use serde::Deserialize;
 use super::outbox::{self, DeliveryInfo};
 use crate::app::AppState;
 use crate::auth::{Admin, Caller};
+use crate::domain::DomainError;
 use crate::error::{ApiResult, Problem};
 use crate::http::{Page, Path, QueryParams, id_cursor, page_limit};
 
@@ -17,6 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
+        .route("/api/v1/deliveries/{id}/resend", post(resend_delivery))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
@@ -89,4 +93,38 @@ pub async fn retry_delivery(
     let mut conn = state.pool.acquire().await?;
     outbox::retry(&mut conn, &caller.actor(), id, state.clock.now()).await?;
     Ok(Json(outbox::fetch(&mut conn, id).await?))
+}
+
+/// Send a notification's message once more, as a new delivery to the same
+/// recipient with the same content and link ("we never got it"). Only a
+/// sent or failed delivery, and only while its link still opens.
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/resend", tag = "deliveries",
+    params(("id" = i64, Path)),
+    responses((status = 201, description = "The new delivery", body = DeliveryInfo),
+        (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn resend_delivery(
+    caller: Caller<Admin>,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<DeliveryInfo>)> {
+    let mut conn = state.pool.acquire().await?;
+    let Some(notification) = outbox::fetch(&mut conn, id).await?.notification_id else {
+        return Err(DomainError::conflict(format!(
+            "delivery {id} belongs to no notification; only an advisory's mail is resent"
+        ))
+        .into());
+    };
+    let copy = crate::notifications::mailing::resend(
+        &mut conn,
+        &caller.actor(),
+        notification,
+        id,
+        state.clock.now(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(outbox::fetch(&mut conn, copy).await?),
+    ))
 }

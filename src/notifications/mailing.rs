@@ -719,3 +719,58 @@ pub async fn on_delivery_outcome(
     )
     .await
 }
+
+/// An operator sends a delivery of the notification once more (see
+/// [`outbox::queue_copy`]), recorded on the timeline and in the audit log.
+/// Returns the new delivery's id.
+pub async fn resend(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    notification_id: i64,
+    delivery_id: i64,
+    now: DateTime<Utc>,
+) -> DomainResult<i64> {
+    let mut tx = conn.begin().await?;
+    if lock(&mut tx, notification_id).await?.is_none() {
+        return Err(DomainError::not_found(format!(
+            "notification {notification_id}"
+        )));
+    }
+    let belongs: Option<(String, String)> = sqlx::query_as(
+        "SELECT kind, recipient FROM deliveries WHERE id = $1 AND notification_id = $2",
+    )
+    .bind(delivery_id)
+    .bind(notification_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((kind, recipient)) = belongs else {
+        return Err(DomainError::not_found(format!(
+            "delivery {delivery_id} of notification {notification_id}"
+        )));
+    };
+    let copy = outbox::queue_copy(&mut tx, delivery_id, now).await?;
+    store::record(
+        &mut tx,
+        &[notification_id],
+        now,
+        "mail_queued",
+        actor,
+        serde_json::json!({
+            "mail": kind,
+            "occasion": "resend",
+            "resends": delivery_id,
+            "deliveries": [copy],
+            "recipients": [recipient],
+        }),
+    )
+    .await?;
+    audit::commit(
+        tx,
+        actor,
+        "delivery.resend",
+        &format!("delivery:{delivery_id}"),
+        serde_json::json!({ "notification_id": notification_id, "copy": copy }),
+    )
+    .await?;
+    Ok(copy)
+}

@@ -28,6 +28,10 @@ pub enum WebError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     BadRequest(String),
+    /// What the request asks cannot be done in the state things are in
+    /// (a delivery already on its way, a link revoked).
+    #[error("{0}")]
+    Conflict(String),
     #[error("send the form as application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error(transparent)]
@@ -48,7 +52,7 @@ impl From<crate::domain::DomainError> for WebError {
             DomainError::Invalid { field, detail } => {
                 WebError::BadRequest(format!("{field}: {detail}"))
             }
-            DomainError::Conflict { detail, .. } => WebError::BadRequest(detail),
+            DomainError::Conflict { detail, .. } => WebError::Conflict(detail),
             other => WebError::Internal(other.into()),
         }
     }
@@ -71,6 +75,7 @@ impl IntoResponse for WebError {
             WebError::Csrf | WebError::Forbidden => StatusCode::FORBIDDEN,
             WebError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebError::Internal(e) => {
                 tracing::error!(error = ?e, "page request failed");
@@ -78,7 +83,7 @@ impl IntoResponse for WebError {
             }
         };
         let detail = match &self {
-            WebError::BadRequest(d) => Some(d.clone()),
+            WebError::BadRequest(d) | WebError::Conflict(d) => Some(d.clone()),
             WebError::UnsupportedMediaType => Some(self.to_string()),
             _ => None,
         };

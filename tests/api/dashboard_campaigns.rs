@@ -1,14 +1,19 @@
 //! Dashboard campaigns pages, as a browser meets them: a campaign written
 //! in both languages and previewed (its text escaped), refused at its
 //! field, activated, its drafts approved and mailed, its progress counted,
-//! a notification's delivery and link revoked — and viewers only looking.
+//! a notification's delivery and link revoked, a delivery's message shown
+//! as sent and resent over SMTP — and viewers only looking.
 
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
 use crate::advisory::hidden;
 use crate::dashboard::{Client, PASSWORD, operator};
-use crate::notifications::{MARCH_5, organisation, push, send_mail, spawn_app};
+use crate::notifications::{
+    MARCH_5, active_campaign, approve_all, notification_of, organisation, push, send_mail,
+    spawn_app, timeline_kinds,
+};
+use crate::smtp::SmtpServer;
 
 fn texts(title_nb: &str, summary_nb: &str) -> Vec<(&'static str, String)> {
     let mut fields = vec![
@@ -342,4 +347,175 @@ async fn a_campaign_is_activated_approved_and_mailed_from_the_dashboard() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let html = client.get(&page, &analyst).await.text().await.unwrap();
     assert!(html.contains(r#"id="campaign-status">closed"#));
+}
+
+#[tokio::test]
+async fn a_delivery_shows_the_message_as_sent_and_is_resent_with_the_same_link() {
+    let server = SmtpServer::start(None).await;
+    let url = server.url();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.smtp_url = Some(varsel::config::Secret::new(url));
+        s.outbox_workers = 0;
+        s.public_base_url = "https://varsel.example.no".to_owned();
+    })
+    .await;
+    let org = organisation(
+        &app,
+        "org-a",
+        "192.0.2.0/24",
+        &[("security@a.example.no", "security", "en")],
+    )
+    .await;
+    // More hosts than the body lists: the mail has them attached.
+    let hosts: Vec<String> = (1..=25).map(|i| format!("192.0.2.{i}")).collect();
+    let hosts: Vec<(&str, &str)> = hosts.iter().map(|ip| (ip.as_str(), "vulnerable")).collect();
+    push(&app, &hosts, MARCH_5).await;
+    let campaign = active_campaign(&app, serde_json::json!({})).await;
+    approve_all(&app, campaign).await;
+    assert_eq!(send_mail(&app).await, 1);
+    let first = server.messages().remove(0);
+    let text = first.text.clone().unwrap();
+    let token = regex_lite::Regex::new(r"https://varsel\.example\.no/a/([0-9a-f]{64})")
+        .unwrap()
+        .captures(&text)
+        .expect("the advisory link")[1]
+        .to_owned();
+    let id = notification_of(&app, org).await["id"].as_i64().unwrap();
+    let n = format!("/notifications/{id}");
+    let delivery: i64 = sqlx::query_scalar("SELECT id FROM deliveries WHERE notification_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    operator(&app, "analyst@ncsc.example.no", "analyst");
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    let client = Client::new(&app);
+    let analyst = client.login("analyst@ncsc.example.no", PASSWORD).await;
+    let html = client.get(&n, &analyst).await.text().await.unwrap();
+    let csrf = hidden(&html, "csrf");
+    let message = format!("{n}/deliveries/{delivery}");
+    assert!(html.contains(&format!(r#"href="{message}""#)), "{html}");
+    assert!(html.contains("resend-form"));
+
+    // The message as stored: the text part the server got, the link's
+    // token shown as a placeholder, the attachment with its size.
+    let page = client.get(&message, &analyst).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(!page.contains(&token), "the token is kept nowhere");
+    assert!(page.contains("https://varsel.example.no/a/[token: put in as the mail is sent"));
+    let before_link = text.split(&token).next().unwrap();
+    let first_line = before_link.lines().next().unwrap();
+    assert!(page.contains(first_line), "{first_line:?} in {page}");
+    let message_id = first.message_id.clone().unwrap();
+    assert!(
+        page.contains(&message_id.replace('<', "&#60;").replace('>', "&#62;")),
+        "{page}"
+    );
+    let attachment = &first.attachments[0];
+    let row = format!("<tr><td>{}</td>", attachment.filename.as_deref().unwrap());
+    let row = &page[page.find(&row).expect("the attachment listed")..];
+    assert!(
+        row.contains(&format!("<td>{}</td></tr>", attachment.content.len())),
+        "its size in bytes: {row}"
+    );
+    // Only under its own notification.
+    let wrong = client
+        .get(
+            &format!("/notifications/{}/deliveries/{delivery}", id + 1),
+            &analyst,
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+
+    // A viewer reads the message but may not resend it.
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    let seen = client.get(&n, &viewer).await.text().await.unwrap();
+    assert!(!seen.contains("resend-form"));
+    let viewer_csrf = hidden(&seen, "csrf");
+    let refused = client
+        .post(
+            &format!("{message}/resend"),
+            &viewer,
+            &[("csrf", &viewer_csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // Resent: the same message and link under a new Message-ID.
+    let r = client
+        .post(&format!("{message}/resend"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let copy: i64 = sqlx::query_scalar("SELECT max(id) FROM deliveries WHERE notification_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_ne!(copy, delivery);
+    // Still on its way: not resent twice, over the REST API either.
+    let (status, problem) = app
+        .post(
+            &format!("/api/v1/deliveries/{copy}/resend"),
+            &app.admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("queued"),
+        "{problem}"
+    );
+    assert_eq!(send_mail(&app).await, 1);
+    let received = server.messages();
+    assert_eq!(received.len(), 2);
+    let second = &received[1];
+    assert_eq!(second.rcpt_tos, ["security@a.example.no"]);
+    assert_ne!(second.message_id, first.message_id);
+    assert_eq!(second.text, first.text, "the same message, the same link");
+    assert!(
+        timeline_kinds(&app, id)
+            .await
+            .contains(&"mail_queued".to_owned())
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'delivery.resend' AND subject = $1",
+    )
+    .bind(format!("delivery:{delivery}"))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+
+    // The REST API resends too; unknown deliveries are not found.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/deliveries/{delivery}/resend"),
+            &app.admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["recipient"], "security@a.example.no");
+    let (status, _) = app
+        .post(
+            "/api/v1/deliveries/999999/resend",
+            &app.admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A revoked link is not mailed again: reissue it instead.
+    let r = client
+        .post(&format!("{n}/revoke"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = client
+        .post(&format!("{message}/resend"), &analyst, &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("reissue the link"));
 }
