@@ -61,7 +61,7 @@ struct Line {
 
 /// Splits an event's detail into the fields it changed (`before` and
 /// `after`, see [`crate::audit::changes`]) and whatever else it says.
-fn explain(mut detail: serde_json::Value) -> (Vec<(String, String, String)>, String) {
+pub(super) fn explain(mut detail: serde_json::Value) -> (Vec<(String, String, String)>, String) {
     let shown = |v: Option<&serde_json::Value>| match v {
         None => "—".to_owned(),
         Some(serde_json::Value::String(s)) => s.clone(),

@@ -12,6 +12,7 @@
 //! - [`overview`]: the situation at a glance, with [`stats`]: the
 //!   charts' figures, aggregated ahead, and their SVG drawing;
 //! - [`audit`]: the audit log, filtered and paged;
+//! - [`timeline`]: everything that happened to one organisation;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
 //! - [`routes`]: login, logout, the overview, the operators (admins).
@@ -29,4 +30,5 @@ pub mod overview;
 pub mod routes;
 pub mod sessions;
 pub mod stats;
+pub mod timeline;
 pub mod totp;

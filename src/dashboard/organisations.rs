@@ -321,6 +321,7 @@ struct DetailPage {
     findings: Vec<FindingLine>,
     more_findings: bool,
     notifications: Vec<NotificationLine>,
+    answers: Vec<AnswerLine>,
     proposals: Vec<ProposalLine>,
     can_act: bool,
     roles: &'static [ContactRole],
@@ -379,6 +380,41 @@ async fn latest_notifications(
     Ok(rows)
 }
 
+/// One answer the organisation gave on an advisory page.
+#[derive(sqlx::FromRow)]
+struct AnswerLine {
+    #[sqlx(skip)]
+    at_shown: String,
+    at: DateTime<Utc>,
+    notification_id: i64,
+    ticket: String,
+    kind: String,
+    finding_id: Option<i64>,
+    detail: serde_json::Value,
+}
+
+/// The organisation's latest answers over all its notifications, newest
+/// first (the timeline has every one).
+async fn latest_answers(
+    conn: &mut PgConnection,
+    organisation_id: i64,
+) -> Result<Vec<AnswerLine>, sqlx::Error> {
+    let mut rows: Vec<AnswerLine> = sqlx::query_as(
+        "SELECT r.at, r.notification_id, n.ticket, r.kind, r.finding_id, r.detail
+           FROM responses r JOIN notifications n ON n.id = r.notification_id
+          WHERE n.organisation_id = $1
+          ORDER BY r.at DESC, r.id DESC LIMIT $2",
+    )
+    .bind(organisation_id)
+    .bind(PAGE)
+    .fetch_all(conn)
+    .await?;
+    for r in &mut rows {
+        r.at_shown = oslo_time(r.at);
+    }
+    Ok(rows)
+}
+
 async fn render_detail(
     state: &AppState,
     signed: &Signed,
@@ -405,6 +441,7 @@ async fn render_detail(
     finding_rows.truncate(PAGE as usize);
     let notifications = latest_notifications(&mut conn, id).await?;
     let proposals = pending_proposals(&mut conn, id).await?;
+    let answers = latest_answers(&mut conn, id).await?;
     let page_view = DetailPage {
         layout: Layout::dashboard(format!("{} · Varsel", org.name)),
         chrome: Chrome::of(state, signed, csrf),
@@ -441,6 +478,7 @@ async fn render_detail(
                 n,
             })
             .collect(),
+        answers,
         proposals: proposals
             .into_iter()
             .map(|p| ProposalLine {

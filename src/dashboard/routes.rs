@@ -37,6 +37,7 @@ pub fn pages() -> Router<AppState> {
         .merge(super::escalations::pages())
         .merge(super::audit::pages())
         .merge(super::organisations::pages())
+        .merge(super::timeline::pages())
         .merge(super::findings::pages())
         .merge(super::campaigns::pages())
         .merge(super::notifications::pages())

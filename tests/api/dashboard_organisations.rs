@@ -562,4 +562,75 @@ async fn the_organisation_shows_its_findings_notifications_and_proposals_analyst
         )
         .await;
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
+
+    // The answers on the page; on the timeline, newest first, the
+    // decisions, the answers and the notification's own events.
+    let html = client.get(&path, &viewer).await.text().await.unwrap();
+    let answers = &html[html.find(r#"id="answers""#).expect("the answers")..];
+    assert_eq!(answers.matches("<td>contact_change</td>").count(), 2);
+    assert!(answers.contains("A &#60;i&#62;CERT") && !answers.contains("<i>CERT"));
+    assert!(html.contains(&format!(r#"href="{path}/timeline""#)));
+    let r = client.get(&format!("{path}/timeline"), &viewer).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let timeline = r.text().await.unwrap();
+    let at = |what: &str| {
+        timeline
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} on the timeline: {timeline}"))
+    };
+    assert!(at("contact_proposal.reject") < at("contact_proposal.confirm"));
+    assert!(at("contact_proposal.confirm") < at("answered contact_change"));
+    assert!(at("answered contact_change") < at(r#">drafted<"#));
+    assert!(timeline.contains(&format!("contact_proposal:{}", ids[0])));
+    assert!(!timeline.contains("<i>CERT"), "escaped");
+    let other = client.get("/organisations/999999/timeline", &viewer).await;
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_timeline_pages_by_its_sort_key_showing_each_change_before_and_after() {
+    let app = spawn_app().await;
+    let org = app.organisation("org-t", &["192.0.2.0/24"]).await;
+    for i in 1..=55 {
+        let (status, body) = app
+            .patch(
+                &format!("/api/v1/organisations/{org}"),
+                &app.admin,
+                json!({ "notes": format!("note {i}") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (client, cookies, _) = analyst(&app).await;
+    let first = client
+        .get(&format!("/organisations/{org}/timeline"), &cookies)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let rows = |html: &str| html.matches("<tr><td>").count();
+    assert_eq!(rows(&first), 50);
+    // Newest first, each change shown as before → after.
+    assert!(
+        first.contains("<del>note 54</del> → <ins>note 55</ins>"),
+        "{first}"
+    );
+    let next = regex_lite::Regex::new(r#"href="([^"]+)" rel="next""#)
+        .unwrap()
+        .captures(&first)
+        .expect("a next page")[1]
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let second = client.get(&next, &cookies).await.text().await.unwrap();
+    // 55 changes, the creation and the network: seven more, none twice.
+    assert_eq!(rows(&second), 7, "{second}");
+    assert!(second.contains("<ins>note 1</ins>") && !second.contains("<ins>note 6</ins>"));
+    assert!(!second.contains("rel=\"next\""));
+    let half = client
+        .get(
+            &format!("/organisations/{org}/timeline?before_id=3"),
+            &cookies,
+        )
+        .await;
+    assert_eq!(half.status(), StatusCode::BAD_REQUEST);
 }
