@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
+use super::overview;
 use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use super::stats;
@@ -524,6 +525,10 @@ struct ProgressPage {
     open_findings: String,
     organisations: String,
     steps: Vec<Step>,
+    /// Notified → opened → acknowledged → resolved.
+    funnel: stats::Bars,
+    /// Open findings per day, as the stats job last gathered them.
+    curve: Option<stats::CampaignCurve>,
     rows: Vec<Notification>,
     next: Option<i64>,
     updates: Vec<(String, String, String)>,
@@ -552,6 +557,8 @@ async fn render_progress(
             width: count * 300 / max,
         })
         .collect();
+    let funnel = overview::campaign_funnel(&mut conn, id).await?.bars();
+    let curve = stats::campaign_curve(&mut conn, id).await?;
     let q = NotificationQuery {
         campaign_id: Some(id),
         ..NotificationQuery::default()
@@ -570,6 +577,8 @@ async fn render_progress(
         organisations,
         c,
         steps,
+        funnel,
+        curve,
         rows,
         next,
         updates,

@@ -6,24 +6,25 @@
 
 use sqlx::PgConnection;
 
+/// Notified → opened → acknowledged → resolved: how far notifications got.
 #[derive(Debug, Default, sqlx::FromRow)]
-pub struct Overview {
-    pub open_findings: i64,
-    pub affected_organisations: i64,
-    /// Open findings no organisation owns (the triage queue).
-    pub triage: i64,
+pub struct Funnel {
     pub notified: i64,
     pub opened: i64,
     pub acknowledged: i64,
     pub resolved: i64,
-    pub no_contact: i64,
-    pub open_escalations: i64,
-    pub failed_deliveries: i64,
 }
 
-impl Overview {
-    /// Notified → opened → acknowledged → resolved, as bars.
-    pub fn funnel(&self) -> super::stats::Bars {
+/// [`Funnel`]'s counts over the `notifications` rows a query reads.
+const FUNNEL_COUNTS: &str = "count(*) FILTER (WHERE mailed_at IS NOT NULL) AS notified,
+        count(*) FILTER (WHERE first_opened_at IS NOT NULL) AS opened,
+        count(*) FILTER (WHERE acknowledged_at IS NOT NULL) AS acknowledged,
+        count(*) FILTER (WHERE status = 'resolved') AS resolved";
+
+impl Funnel {
+    /// The steps as bars, each after the first with its share of those
+    /// notified.
+    pub fn bars(&self) -> super::stats::Bars {
         let of = |n: i64| {
             if self.notified == 0 {
                 String::new()
@@ -44,8 +45,34 @@ impl Overview {
     }
 }
 
+/// One campaign's funnel (an index range of its notifications).
+pub async fn campaign_funnel(
+    conn: &mut PgConnection,
+    campaign_id: i64,
+) -> Result<Funnel, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {FUNNEL_COUNTS} FROM notifications WHERE campaign_id = $1"
+    ))
+    .bind(campaign_id)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Overview {
+    pub open_findings: i64,
+    pub affected_organisations: i64,
+    /// Open findings no organisation owns (the triage queue).
+    pub triage: i64,
+    #[sqlx(flatten)]
+    pub funnel: Funnel,
+    pub no_contact: i64,
+    pub open_escalations: i64,
+    pub failed_deliveries: i64,
+}
+
 pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         // The notifications in one scan, not one per figure.
         "SELECT
             coalesce(r.open_findings, 0) AS open_findings,
@@ -54,14 +81,11 @@ pub async fn read(conn: &mut PgConnection) -> Result<Overview, sqlx::Error> {
             n.notified, n.opened, n.acknowledged, n.resolved, n.no_contact,
             (SELECT count(*) FROM escalations WHERE status <> 'closed') AS open_escalations,
             (SELECT count(*) FROM deliveries WHERE status = 'failed') AS failed_deliveries
-           FROM (SELECT count(*) FILTER (WHERE mailed_at IS NOT NULL) AS notified,
-                        count(*) FILTER (WHERE first_opened_at IS NOT NULL) AS opened,
-                        count(*) FILTER (WHERE acknowledged_at IS NOT NULL) AS acknowledged,
-                        count(*) FILTER (WHERE status = 'resolved') AS resolved,
+           FROM (SELECT {FUNNEL_COUNTS},
                         count(*) FILTER (WHERE status = 'no_contact') AS no_contact
                    FROM notifications) n
-           LEFT JOIN dashboard_refreshed r ON true",
-    )
+           LEFT JOIN dashboard_refreshed r ON true"
+    ))
     .fetch_one(conn)
     .await
 }

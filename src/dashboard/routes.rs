@@ -299,7 +299,7 @@ async fn show_overview(
     let page = OverviewPage {
         layout: Layout::dashboard("Overview · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
-        funnel: overview.funnel(),
+        funnel: overview.funnel.bars(),
         refreshed: charts.refreshed_at.map(oslo_time).unwrap_or_default(),
         charts,
         overview,

@@ -129,16 +129,19 @@ pub struct Charts {
     pub sectors: Bars,
 }
 
-pub async fn read(conn: &mut PgConnection) -> Result<Charts, sqlx::Error> {
-    let refreshed_at = sqlx::query_scalar("SELECT at FROM dashboard_refreshed")
-        .fetch_optional(&mut *conn)
-        .await?;
+/// The remediation curves as last gathered: every campaign's, or one's.
+async fn curves(
+    conn: &mut PgConnection,
+    campaign_id: Option<i64>,
+) -> Result<Vec<CampaignCurve>, sqlx::Error> {
     let rows: Vec<(i64, String, NaiveDate, i64)> = sqlx::query_as(
         "SELECT d.campaign_id, c.title_en, d.day, d.open_findings
            FROM dashboard_curve d JOIN campaigns c ON c.id = d.campaign_id
+          WHERE $1::bigint IS NULL OR d.campaign_id = $1
           ORDER BY d.campaign_id, d.day",
     )
-    .fetch_all(&mut *conn)
+    .bind(campaign_id)
+    .fetch_all(conn)
     .await?;
     let mut curves: Vec<CampaignCurve> = Vec::new();
     let mut points = Vec::new();
@@ -152,6 +155,23 @@ pub async fn read(conn: &mut PgConnection) -> Result<Charts, sqlx::Error> {
             });
         }
     }
+    Ok(curves)
+}
+
+/// One campaign's remediation curve, once the stats job has gathered it.
+pub async fn campaign_curve(
+    conn: &mut PgConnection,
+    campaign_id: i64,
+) -> Result<Option<CampaignCurve>, sqlx::Error> {
+    Ok(curves(conn, Some(campaign_id)).await?.pop())
+}
+
+/// The overview's charts, as last gathered.
+pub async fn read(conn: &mut PgConnection) -> Result<Charts, sqlx::Error> {
+    let refreshed_at = sqlx::query_scalar("SELECT at FROM dashboard_refreshed")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let curves = curves(&mut *conn, None).await?;
     let sectors: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT sector, open_findings, organisations FROM dashboard_sectors
           ORDER BY open_findings DESC, sector LIMIT 20",

@@ -897,6 +897,14 @@ async fn the_overview_draws_each_campaigns_curve_the_funnel_and_the_sectors() {
         progress.contains(r#"<dd id="organisations">1</dd>"#),
         "{progress}"
     );
+    // The campaign's own curve and funnel on its progress page.
+    assert!(
+        progress.contains(&format!(r#"id="curve-{campaign}""#)),
+        "{progress}"
+    );
+    assert!(progress.contains(r#"<strong class="curve-now">2</strong> open"#));
+    let funnel = &progress[progress.find(r#"id="funnel-heading""#).unwrap()..];
+    assert!(funnel.contains(">Notified</text>"), "{funnel}");
     // The findings list filters by the owner's sector, as the chart groups.
     let in_sector = client
         .get("/findings?sector=energy%20%3Cb%3Egrid%3C%2Fb%3E", &cookies)
