@@ -763,6 +763,59 @@ async fn triage(
     render_triage(&state, &signed, &csrf, q.after, None).await
 }
 
+/// The organisation an analyst named in the triage form: by its
+/// reference (exactly), its nine-digit organisation number (when only one
+/// organisation has it), or `#id`. A digit string is tried as a reference
+/// first, then as an id. The error says what was not found, or which
+/// organisations share a number.
+async fn resolve_organisation(
+    conn: &mut PgConnection,
+    given: &str,
+) -> Result<Result<i64, String>, sqlx::Error> {
+    if given.is_empty() {
+        return Ok(Err(
+            "name the organisation: its reference, organisation number or #id".to_owned(),
+        ));
+    }
+    let id_of = |s: &str| s.parse::<i64>().ok().filter(|id| *id > 0);
+    if let Some(id) = given.strip_prefix('#') {
+        return Ok(id_of(id).ok_or_else(|| format!("{given:?} is not an organisation's #id")));
+    }
+    let by_ref: Option<i64> = sqlx::query_scalar("SELECT id FROM organisations WHERE ref = $1")
+        .bind(given)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(id) = by_ref {
+        return Ok(Ok(id));
+    }
+    if given.len() == 9 && given.bytes().all(|b| b.is_ascii_digit()) {
+        let holders: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, ref FROM organisations WHERE org_number = $1 ORDER BY id LIMIT 6",
+        )
+        .bind(given)
+        .fetch_all(&mut *conn)
+        .await?;
+        return Ok(match holders.as_slice() {
+            [] => Err(format!("no organisation has the number {given}")),
+            [(id, _)] => Ok(*id),
+            many => Err(format!(
+                "{} organisations have the number {given} ({}): give the reference",
+                if many.len() > 5 {
+                    "More than five".to_owned()
+                } else {
+                    many.len().to_string()
+                },
+                many.iter()
+                    .take(5)
+                    .map(|(_, r)| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    }
+    Ok(id_of(given).ok_or_else(|| format!("no organisation has the reference {given:?}")))
+}
+
 /// Why an assignment was refused: the field at fault and the message.
 type Refusal = (&'static str, String);
 
@@ -864,15 +917,15 @@ async fn assign(
     let sent_org = form.get("organisation").unwrap_or("").trim();
     let sent_cidr = form.get("cidr").unwrap_or("").trim();
     let mut errors = FieldErrors::default();
-    let org = sent_org
-        .parse::<i64>()
-        .map_err(|_| errors.add("organisation", "an organisation's number, e.g. 12"))
+    let mut conn = state.pool.acquire().await?;
+    let org = resolve_organisation(&mut conn, sent_org)
+        .await?
+        .map_err(|e| errors.add("organisation", e))
         .ok();
     let cidr = Cidr::parse(sent_cidr)
         .map_err(|e| errors.add("cidr", e))
         .ok();
     if let (Some(org), Some(cidr)) = (org, cidr) {
-        let mut conn = state.pool.acquire().await?;
         let now = state.clock.now();
         match assign_finding(&mut conn, &signed.operator.actor(), id, org, cidr, now).await {
             Ok(Ok(())) => return Ok(Redirect::to("/triage").into_response()),
@@ -884,6 +937,7 @@ async fn assign(
             Err(e) => return Err(e.into()),
         }
     }
+    drop(conn);
     let failed = Some((id, errors, sent_org.to_owned(), sent_cidr.to_owned()));
     let after = form.get("after").and_then(|a| a.parse().ok());
     let page = render_triage(&state, &signed, &csrf, after, failed).await?;

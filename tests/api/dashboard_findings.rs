@@ -245,13 +245,49 @@ async fn triage_registers_the_network_and_attributes_the_finding() {
     assert!(html.contains("does not contain"));
     assert!(networks(&app, org).await.is_empty());
 
+    // Named by an id, a reference or a number no organisation has.
+    for (given, told) in [
+        ("#999999", "there is no organisation 999999"),
+        ("org-x", "no organisation has the reference"),
+        ("987654321", "no organisation has the number 987654321"),
+        ("", "name the organisation"),
+    ] {
+        let r = client
+            .post(
+                &assign,
+                &cookies,
+                &[
+                    ("csrf", &csrf),
+                    ("organisation", given),
+                    ("cidr", "203.0.113.0/24"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains(&format!("id=\"organisation-{id}-error\"")) && html.contains(told),
+            "{given:?}: {html}"
+        );
+    }
+    // Two organisations with one number: the reference is asked for.
+    for reference in ["dept-1", "dept-2"] {
+        let (status, body) = app
+            .post(
+                "/api/v1/organisations",
+                &app.admin,
+                serde_json::json!({ "ref": reference, "name": reference, "org_number": "974760673" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
     let r = client
         .post(
             &assign,
             &cookies,
             &[
                 ("csrf", &csrf),
-                ("organisation", "999999"),
+                ("organisation", "974760673"),
                 ("cidr", "203.0.113.0/24"),
             ],
         )
@@ -261,7 +297,7 @@ async fn triage_registers_the_network_and_attributes_the_finding() {
         r.text()
             .await
             .unwrap()
-            .contains(&format!("id=\"organisation-{id}-error\""))
+            .contains("2 organisations have the number 974760673 (dept-1, dept-2)")
     );
 
     let r = client
@@ -270,7 +306,7 @@ async fn triage_registers_the_network_and_attributes_the_finding() {
             &cookies,
             &[
                 ("csrf", &csrf),
-                ("organisation", &org_field),
+                ("organisation", "org-b"),
                 ("cidr", "203.0.113.0/24"),
             ],
         )
