@@ -732,8 +732,6 @@ async fn mail_preview(
     Path((id, organisation)): Path<(i64, i64)>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Response, WebError> {
-    use crate::notifications::model::MailKind;
-    use crate::notifications::render::{self, MailInput};
     use crate::notifications::texts::MailLanguage;
     let language = match q.lang.as_deref() {
         Some("en") => MailLanguage::En,
@@ -751,24 +749,16 @@ async fn mail_preview(
         .into_iter()
         .next()
         .ok_or(WebError::NotFound)?;
-    let updates = store::updates(&mut conn, id).await?;
-    let to = crate::notifications::recipients::of_organisation(&mut conn, organisation).await?;
-    let hosts = notes::hosts(&mut conn, n.id, false).await?;
-    let link = format!(
-        "{}/a/…",
-        state.settings.public_base_url.trim_end_matches('/')
-    );
-    let expires = state.clock.now() + chrono::Duration::days(i64::from(c.link_valid_days));
-    let mail = render::render(&MailInput {
-        kind: MailKind::Initial,
-        language,
-        campaign: &c,
-        updates: &updates,
-        ticket: &n.ticket,
-        copy_for: None,
-        link: Some((&link, expires)),
-        hosts: &hosts,
-    })?;
+    let preview = mailing::preview_initial(
+        &mut conn,
+        &state.settings.public_base_url,
+        &n,
+        &c,
+        Some(language),
+        state.clock.now(),
+    )
+    .await?;
+    let (to, mail) = (preview.recipients, preview.mail);
     let text = if language == MailLanguage::En {
         &c.en
     } else {

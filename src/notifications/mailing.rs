@@ -8,10 +8,11 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{Connection, PgConnection};
 
-use super::model::MailKind;
+use super::model::{MailKind, Notification};
 use super::recipients::{self, Recipient};
 use super::render::{self, Host, MailInput};
 use super::store;
+use super::texts::MailLanguage;
 use super::tokens;
 use crate::app::AppState;
 use crate::audit;
@@ -773,4 +774,50 @@ pub async fn resend(
     )
     .await?;
     Ok(copy)
+}
+
+/// The advisory mail a notification would go out as now, and to whom.
+pub struct InitialPreview {
+    /// The one asked for, or else the first recipient's (Bokmål without one).
+    pub language: MailLanguage,
+    /// Every recipient of the organisation, in either language.
+    pub recipients: Vec<Recipient>,
+    pub mail: render::RenderedMail,
+}
+
+/// Renders the initial advisory of `notification` (of `campaign`) as it
+/// would be written now: the same inputs as [`queue_letter`], but the link
+/// stands in as `…/a/…`, since each mail gets a link of its own when it is
+/// written. For the API's and the dashboard's previews.
+pub async fn preview_initial(
+    conn: &mut PgConnection,
+    public_base_url: &str,
+    notification: &Notification,
+    campaign: &Campaign,
+    language: Option<MailLanguage>,
+    now: DateTime<Utc>,
+) -> DomainResult<InitialPreview> {
+    let updates = crate::campaigns::store::updates(&mut *conn, campaign.id).await?;
+    let recipients = recipients::of_organisation(&mut *conn, notification.organisation_id).await?;
+    let hosts = store::hosts(&mut *conn, notification.id, false).await?;
+    let language = language
+        .or_else(|| recipients.first().map(|r| r.language))
+        .unwrap_or(MailLanguage::Nb);
+    let link = format!("{}/a/…", public_base_url.trim_end_matches('/'));
+    let expires = now + Duration::days(i64::from(campaign.link_valid_days));
+    let mail = render::render(&MailInput {
+        kind: MailKind::Initial,
+        language,
+        campaign,
+        updates: &updates,
+        ticket: &notification.ticket,
+        copy_for: None,
+        link: Some((&link, expires)),
+        hosts: &hosts,
+    })?;
+    Ok(InitialPreview {
+        language,
+        recipients,
+        mail,
+    })
 }

@@ -8,13 +8,10 @@ use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine;
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::mailing::{self, Selection};
-use super::model::{MailKind, Notification, TimelineEvent};
-use super::recipients;
-use super::render::{self, MailInput};
+use super::model::{Notification, TimelineEvent};
 use super::sectors::{self, Sector, SectorTeam};
 use super::store::{self, NotificationQuery};
 use super::texts::MailLanguage;
@@ -164,29 +161,23 @@ pub async fn preview_notification(
     let mut conn = state.pool.acquire().await?;
     let n = store::fetch(&mut conn, id).await?;
     let campaign = crate::campaigns::store::fetch(&mut conn, n.campaign_id).await?;
-    let updates = crate::campaigns::store::updates(&mut conn, n.campaign_id).await?;
-    let to = recipients::of_organisation(&mut conn, n.organisation_id).await?;
-    let hosts = store::hosts(&mut conn, id, false).await?;
-    let language = match q.language {
-        Some(PreviewLanguage::Nb) => MailLanguage::Nb,
-        Some(PreviewLanguage::En) => MailLanguage::En,
-        None => to.first().map_or(MailLanguage::Nb, |r| r.language),
-    };
-    let link = format!(
-        "{}/a/…",
-        state.settings.public_base_url.trim_end_matches('/')
-    );
-    let expires = state.clock.now() + Duration::days(i64::from(campaign.link_valid_days));
-    let mail = render::render(&MailInput {
-        kind: MailKind::Initial,
+    let language = q.language.map(|l| match l {
+        PreviewLanguage::Nb => MailLanguage::Nb,
+        PreviewLanguage::En => MailLanguage::En,
+    });
+    let mailing::InitialPreview {
         language,
-        campaign: &campaign,
-        updates: &updates,
-        ticket: &n.ticket,
-        copy_for: None,
-        link: Some((&link, expires)),
-        hosts: &hosts,
-    })?;
+        recipients: to,
+        mail,
+    } = mailing::preview_initial(
+        &mut conn,
+        &state.settings.public_base_url,
+        &n,
+        &campaign,
+        language,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(Preview {
         recipients: to
             .iter()
