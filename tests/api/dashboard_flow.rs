@@ -208,6 +208,16 @@ async fn an_analyst_runs_a_campaign_from_the_dashboard_in_chromium() {
     );
     assert!(notification.contains("sent"), "{notification}");
     browser.screenshot("notification").await;
+    // The exact message that went out, from its delivery.
+    browser
+        .click_to_load(&browser.find(r#"main a[href*="/deliveries/"]"#).await)
+        .await;
+    let message = browser.text(&browser.wait_for("#message-text").await).await;
+    assert!(
+        message.contains("[token: put in as the mail is sent"),
+        "{message}"
+    );
+    browser.screenshot("delivery-message").await;
 
     // The organisation opens its link and reports a compromise.
     let mails = smtp.messages();
@@ -259,17 +269,24 @@ async fn an_analyst_runs_a_campaign_from_the_dashboard_in_chromium() {
         "{closed}"
     );
 
-    // The other main pages, for the record.
+    // The other main pages, for the record; the organisation's timeline
+    // has the compromise it reported.
+    let org_path = org_url.trim_start_matches(&app.base).to_owned();
+    let timeline_path = format!("{org_path}/timeline");
     for (path, name) in [
         ("/triage", "triage"),
         ("/campaigns", "campaigns"),
         ("/organisations?q=fjord", "organisations"),
         ("/audit", "audit"),
+        (org_path.as_str(), "organisation-after"),
+        (timeline_path.as_str(), "organisation-timeline"),
     ] {
         browser.goto(&format!("{}{path}", app.base)).await;
         browser.wait_for("main h1").await;
         browser.screenshot(name).await;
     }
+    let timeline = browser.text(&browser.find("#timeline").await).await;
+    assert!(timeline.contains("answered compromise"), "{timeline}");
 
     // A form whose CSRF token was tampered with is refused, and nothing
     // changes.
