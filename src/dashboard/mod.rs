@@ -13,12 +13,14 @@
 //!   charts' figures, aggregated ahead, and their SVG drawing;
 //! - [`audit`]: the audit log, filtered and paged;
 //! - [`timeline`]: everything that happened to one organisation;
+//! - [`answers`]: what organisations answered, over every notification;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
 //! - [`routes`]: login, logout, the overview, the operators (admins).
 
 pub mod account;
 pub mod admin;
+pub mod answers;
 pub mod audit;
 pub mod campaigns;
 pub mod escalations;

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, oslo_time, query_id, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
@@ -56,17 +56,6 @@ struct ListQuery {
     after: Option<i64>,
 }
 
-/// An id from the query; empty (the form's "any") is none.
-fn id_of(s: Option<&str>) -> Result<Option<i64>, WebError> {
-    match s.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| WebError::BadRequest(format!("{s:?} is not an id"))),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "dashboard/notifications.html")]
 struct ListPage {
@@ -98,8 +87,8 @@ async fn list(
     };
     let query = NotificationQuery {
         status,
-        campaign_id: id_of(q.campaign.as_deref())?,
-        organisation_id: id_of(q.organisation.as_deref())?,
+        campaign_id: query_id("campaign", q.campaign.as_deref())?,
+        organisation_id: query_id("organisation", q.organisation.as_deref())?,
         ..NotificationQuery::default()
     };
     let mut conn = state.pool.acquire().await?;

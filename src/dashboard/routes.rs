@@ -35,6 +35,7 @@ pub fn pages() -> Router<AppState> {
         .route("/operators", get(list_operators))
         .merge(super::account::pages())
         .merge(super::escalations::pages())
+        .merge(super::answers::pages())
         .merge(super::audit::pages())
         .merge(super::organisations::pages())
         .merge(super::timeline::pages())
@@ -151,6 +152,17 @@ fn may_act(
         form,
         false,
     )
+}
+
+/// An id from a list's filter; empty (the form's "any") is none.
+pub(super) fn query_id(field: &str, s: Option<&str>) -> Result<Option<i64>, WebError> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| WebError::BadRequest(format!("{field}: {s:?} is not an id"))),
+    }
 }
 
 /// Keyset paging: `rows` were read with one more than a `page`; keeps one

@@ -585,6 +585,32 @@ async fn the_organisation_shows_its_findings_notifications_and_proposals_analyst
     assert!(!timeline.contains("<i>CERT"), "escaped");
     let other = client.get("/organisations/999999/timeline", &viewer).await;
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+    // Over every notification: the answers of a kind, filtered in the URL.
+    let list = |query: &'static str| {
+        let client = &client;
+        let viewer = &viewer;
+        async move {
+            let r = client.get(&format!("/answers?{query}"), viewer).await;
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, html) = list("kind=contact_change").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        html.matches(r#"<td class="kind">contact_change</td>"#)
+            .count(),
+        2
+    );
+    assert!(html.contains(&format!(r#"href="/organisations/{}""#, a.organisation)));
+    assert!(!html.contains("<i>CERT"), "escaped");
+    let (_, html) = list("kind=fixed").await;
+    assert!(html.contains(r#"id="no-answers""#), "{html}");
+    let (_, html) = list("organisation=999999").await;
+    assert!(html.contains(r#"id="no-answers""#));
+    let (status, html) = list("kind=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("is none of acknowledged"), "{html}");
 }
 
 #[tokio::test]
