@@ -25,7 +25,9 @@ use super::sessions::Signed;
 use crate::app::AppState;
 use crate::domain::{Actor, DomainError, required_text, spreadsheet_safe};
 use crate::error::ApiError;
-use crate::findings::query::{self, Finding, FindingEvent, FindingStatus, FindingsFilter};
+use crate::findings::query::{
+    self, Finding, FindingEvent, FindingOrder, FindingStatus, FindingsFilter,
+};
 use crate::findings::routes::FindingQuery;
 use crate::ingest::observation::ObservationState;
 use crate::registry::model::Cidr;
@@ -80,8 +82,11 @@ struct ListQuery {
     /// A day (Europe/Oslo): first seen on or before it.
     #[serde(default)]
     until: String,
-    /// The last id of the previous page.
-    after: Option<i64>,
+    /// The order: `id` (the default), `ip`, `first_seen`, `-last_seen`.
+    #[serde(default)]
+    sort: String,
+    /// Where the previous page ended (`FindingOrder::cursor_of`).
+    after: Option<String>,
 }
 
 /// The start of a day in Oslo.
@@ -182,8 +187,8 @@ impl ListQuery {
         }
     }
 
-    /// The query string of these filters, with a page's cursor.
-    fn query_string(&self, after: Option<i64>) -> String {
+    /// The query string of these filters, in `order`, with a page's cursor.
+    fn query_string(&self, order: FindingOrder, after: Option<&str>) -> String {
         let mut url = form_urlencoded::Serializer::new(String::new());
         for (name, value) in [
             ("check", &self.check),
@@ -200,8 +205,11 @@ impl ListQuery {
                 url.append_pair(name, value.trim());
             }
         }
+        if order != FindingOrder::default() {
+            url.append_pair("sort", order.as_str());
+        }
         if let Some(after) = after {
-            url.append_pair("after", &after.to_string());
+            url.append_pair("after", after);
         }
         url.finish()
     }
@@ -240,11 +248,31 @@ struct FindingsPage {
     next: Option<String>,
     /// The CSV export's query string.
     csv: String,
+    /// Each order the list can be in: its name, its query string (filters
+    /// kept, from the first page), whether it is the one shown.
+    sorts: Vec<(&'static str, String, bool)>,
 }
 
 impl FindingsPage {
     fn error(&self, field: &str) -> Option<&str> {
         self.errors.get(field)
+    }
+
+    /// The query string that lists these findings in `order`.
+    fn sort_link(&self, order: &str) -> &str {
+        self.sorts
+            .iter()
+            .find(|(name, _, _)| *name == order)
+            .map_or("", |(_, query, _)| query.as_str())
+    }
+
+    /// `aria-sort` of a column in `order`.
+    fn aria_sort(&self, order: &str) -> &'static str {
+        match self.sorts.iter().find(|(name, _, _)| *name == order) {
+            Some((name, _, true)) if name.starts_with('-') => "descending",
+            Some((_, _, true)) => "ascending",
+            _ => "none",
+        }
     }
 }
 
@@ -258,21 +286,35 @@ async fn list(
         Ok(f) => (Some(f), FieldErrors::default()),
         Err(e) => (None, e),
     };
+    let order = FindingOrder::parse(&q.sort).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "sort: {:?} is none of {}",
+            q.sort,
+            FindingOrder::ALL.map(FindingOrder::as_str).join(", ")
+        ))
+    })?;
     let mut rows = Vec::new();
     let mut next = None;
     if let Some(filter) = &filter {
         let mut conn = state.pool.acquire().await?;
-        rows = query::list(&mut conn, filter, q.after.unwrap_or(0), PAGE).await?;
+        rows = query::list_in_order(&mut conn, filter, order, q.after.as_deref(), PAGE).await?;
         if rows.len() > PAGE {
             rows.truncate(PAGE);
-            next = rows.last().map(|f| q.query_string(Some(f.id)));
+            next = rows
+                .last()
+                .map(|f| q.query_string(order, Some(&order.cursor_of(f))));
         }
     }
     let failed = filter.is_none();
+    let sorts = FindingOrder::ALL
+        .into_iter()
+        .map(|o| (o.as_str(), q.query_string(o, None), o == order))
+        .collect();
     let page = FindingsPage {
         layout: Layout::dashboard("Findings · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
-        csv: q.query_string(None),
+        csv: q.query_string(FindingOrder::Id, None),
+        sorts,
         q,
         errors,
         rows: rows.into_iter().map(Row::of).collect(),

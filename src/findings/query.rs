@@ -181,10 +181,148 @@ pub async fn list(
     after: i64,
     limit: usize,
 ) -> DomainResult<Vec<Finding>> {
+    list_in_order(
+        conn,
+        filter,
+        FindingOrder::Id,
+        Some(&after.to_string()),
+        limit,
+    )
+    .await
+}
+
+/// The order of a findings list. Each breaks ties by id, so a page starts
+/// after the last row's (value, id) and never shifts while rows come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FindingOrder {
+    /// Oldest finding first.
+    #[default]
+    Id,
+    /// By address.
+    Address,
+    /// Longest exposed first.
+    FirstSeen,
+    /// Most recently seen first.
+    LastSeen,
+}
+
+impl FindingOrder {
+    pub const ALL: [FindingOrder; 4] = [
+        FindingOrder::Id,
+        FindingOrder::Address,
+        FindingOrder::FirstSeen,
+        FindingOrder::LastSeen,
+    ];
+
+    /// As a URL names it: `id`, `ip`, `first_seen`, `-last_seen`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingOrder::Id => "id",
+            FindingOrder::Address => "ip",
+            FindingOrder::FirstSeen => "first_seen",
+            FindingOrder::LastSeen => "-last_seen",
+        }
+    }
+
+    /// Empty is the default order.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" => Some(FindingOrder::Id),
+            s => Self::ALL.into_iter().find(|o| o.as_str() == s),
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            FindingOrder::Id => "f.id",
+            FindingOrder::Address => "f.ip",
+            FindingOrder::FirstSeen => "f.first_seen",
+            FindingOrder::LastSeen => "f.last_seen",
+        }
+    }
+
+    fn descending(self) -> bool {
+        self == FindingOrder::LastSeen
+    }
+
+    /// Where the page after `f` starts: `id`, or `value_id` (neither an
+    /// address nor an RFC 3339 time holds a `_`).
+    pub fn cursor_of(self, f: &Finding) -> String {
+        match self {
+            FindingOrder::Id => f.id.to_string(),
+            FindingOrder::Address => format!("{}_{}", f.ip, f.id),
+            FindingOrder::FirstSeen => format!("{}_{}", f.first_seen.to_rfc3339(), f.id),
+            FindingOrder::LastSeen => format!("{}_{}", f.last_seen.to_rfc3339(), f.id),
+        }
+    }
+
+    /// Narrows `q` to the rows after `cursor` (see [`Self::cursor_of`]).
+    fn push_after(self, q: &mut QueryBuilder<'_, Postgres>, cursor: &str) -> DomainResult<()> {
+        let bad = || {
+            DomainError::invalid(
+                "after",
+                format!("{cursor:?} is not a page of this list (start from its first page)"),
+            )
+        };
+        let (value, id) = match cursor.rsplit_once('_') {
+            Some((value, id)) => (Some(value), id),
+            None => (None, cursor),
+        };
+        let id: i64 = id.parse().map_err(|_| bad())?;
+        let op = if self.descending() { " < " } else { " > " };
+        match (self, value) {
+            (FindingOrder::Id, None) => {
+                q.push(" AND f.id").push(op).push_bind(id);
+            }
+            (FindingOrder::Address, Some(v)) => {
+                let ip: IpAddr = v.parse().map_err(|_| bad())?;
+                q.push(" AND (f.ip, f.id)")
+                    .push(op)
+                    .push("(")
+                    .push_bind(ip)
+                    .push(", ")
+                    .push_bind(id)
+                    .push(")");
+            }
+            (FindingOrder::FirstSeen | FindingOrder::LastSeen, Some(v)) => {
+                let at = DateTime::parse_from_rfc3339(v).map_err(|_| bad())?;
+                q.push(" AND (")
+                    .push(self.column())
+                    .push(", f.id)")
+                    .push(op)
+                    .push("(")
+                    .push_bind(at.with_timezone(&Utc))
+                    .push(", ")
+                    .push_bind(id)
+                    .push(")");
+            }
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+}
+
+/// Findings matching `filter` in `order`, after the page that ended at
+/// `after` ([`FindingOrder::cursor_of`]): `limit + 1` rows, so the caller
+/// learns whether more exist.
+pub async fn list_in_order(
+    conn: &mut PgConnection,
+    filter: &FindingsFilter,
+    order: FindingOrder,
+    after: Option<&str>,
+    limit: usize,
+) -> DomainResult<Vec<Finding>> {
     let mut q = QueryBuilder::new(SELECT);
     filter.push_where(&mut q);
-    q.push(" AND f.id > ").push_bind(after);
-    q.push(" ORDER BY f.id LIMIT ").push_bind(limit as i64 + 1);
+    if let Some(after) = after {
+        order.push_after(&mut q, after)?;
+    }
+    let direction = if order.descending() { " DESC" } else { "" };
+    q.push(" ORDER BY ").push(order.column()).push(direction);
+    if order != FindingOrder::Id {
+        q.push(", f.id").push(direction);
+    }
+    q.push(" LIMIT ").push_bind(limit as i64 + 1);
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 

@@ -371,3 +371,89 @@ async fn a_viewer_sees_no_forms_and_may_not_post() {
     assert_eq!(findings(&app, "unattributed=true").await.len(), 1);
     app.run_jobs().await;
 }
+
+#[tokio::test]
+async fn the_list_sorts_on_the_server_and_pages_in_that_order() {
+    let app = spawn_app().await;
+    app.organisation("org-a", &["192.0.2.0/24"]).await;
+    // The last five addresses first, so that ids and addresses differ.
+    for hosts in [51..=55, 1..=50] {
+        let lines: Vec<String> = hosts
+            .map(|i| line(&format!("192.0.2.{i}"), "exchange-proxylogon", "vulnerable"))
+            .collect();
+        push(&app, &lines).await;
+    }
+    let later = json!({ "ip": "192.0.2.30", "port": 443, "observed_at": "2021-03-07T10:00:00Z",
+                        "check": "exchange-proxylogon", "state": "vulnerable" })
+    .to_string();
+    push(&app, &[later]).await;
+    let (client, cookies, _) = logged_in(&app, "viewer").await;
+    let addresses = |html: &str| -> Vec<String> {
+        regex_lite::Regex::new(r#"<td>(192\.0\.2\.\d+):443/tcp</td>"#)
+            .unwrap()
+            .captures_iter(html)
+            .map(|c| c[1].to_owned())
+            .collect()
+    };
+    let next_of = |html: &str| {
+        regex_lite::Regex::new(r#"href="(/findings\?[^"]*)" rel="next""#)
+            .unwrap()
+            .captures(html)
+            .map(|c| c[1].replace("&#38;", "&").replace("&amp;", "&"))
+    };
+
+    // By address (as addresses, not as text), filters kept, on two pages.
+    let first = page(
+        &client,
+        &cookies,
+        "/findings?check=exchange-proxylogon&sort=ip",
+    )
+    .await;
+    let shown = addresses(&first);
+    assert_eq!(shown.len(), 50);
+    assert_eq!(shown[0], "192.0.2.1");
+    assert_eq!(shown[1], "192.0.2.2");
+    assert_eq!(shown[49], "192.0.2.50");
+    assert!(
+        first.contains(
+            r#"aria-sort="ascending"><a href="/findings?check=exchange-proxylogon&#38;sort=ip""#
+        ),
+        "{first}"
+    );
+    let next = next_of(&first).expect("a second page");
+    assert!(next.contains("check=exchange-proxylogon") && next.contains("sort=ip"));
+    let second = page(&client, &cookies, &next).await;
+    assert_eq!(
+        addresses(&second),
+        [
+            "192.0.2.51",
+            "192.0.2.52",
+            "192.0.2.53",
+            "192.0.2.54",
+            "192.0.2.55"
+        ]
+    );
+    // The default order is the findings' own, oldest first.
+    let by_id = page(&client, &cookies, "/findings?check=exchange-proxylogon").await;
+    assert_eq!(addresses(&by_id)[..2], ["192.0.2.51", "192.0.2.52"]);
+    // Most recently seen first.
+    let recent = page(&client, &cookies, "/findings?sort=-last_seen").await;
+    assert_eq!(addresses(&recent)[0], "192.0.2.30");
+    assert!(recent.contains(r#"aria-sort="descending""#));
+    // Its next page starts after the last row's time and id: 55 rows in
+    // all, none twice, though 54 share one time.
+    let rest = page(&client, &cookies, &next_of(&recent).expect("a second page")).await;
+    let mut all = addresses(&recent);
+    all.extend(addresses(&rest));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 55);
+
+    for bad in [
+        "/findings?sort=severity",
+        "/findings?sort=ip&after=nonsense",
+    ] {
+        let r = client.get(bad, &cookies).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
