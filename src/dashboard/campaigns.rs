@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::operators::Role;
 use super::overview;
-use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use super::stats;
 use crate::app::AppState;
@@ -26,7 +26,7 @@ use crate::campaigns::store;
 use crate::domain::DomainError;
 use crate::notifications::mailing::{self, Selection};
 use crate::notifications::model::Notification;
-use crate::notifications::store::{self as notes, NotificationQuery};
+use crate::notifications::store::{self as notes, NotificationOrder, NotificationQuery};
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
 use crate::web::form::{FieldErrors, FormFields};
@@ -513,7 +513,30 @@ struct Step {
 
 #[derive(Debug, Default, Deserialize)]
 struct ProgressQuery {
-    after: Option<i64>,
+    /// The organisations' order: `id` (the default), `organisation`, `status`.
+    #[serde(default)]
+    sort: String,
+    /// Where the previous page ended (`NotificationOrder::cursor_of`).
+    after: Option<String>,
+}
+
+impl ProgressQuery {
+    /// The progress page's address in `order`, from the page after `after`.
+    fn address(id: i64, order: NotificationOrder, after: Option<&str>) -> String {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        if order != NotificationOrder::default() {
+            url.append_pair("sort", order.as_str());
+        }
+        if let Some(after) = after {
+            url.append_pair("after", after);
+        }
+        let query = url.finish();
+        if query.is_empty() {
+            format!("/campaigns/{id}")
+        } else {
+            format!("/campaigns/{id}?{query}")
+        }
+    }
 }
 
 #[derive(Template)]
@@ -530,7 +553,10 @@ struct ProgressPage {
     /// Open findings per day, as the stats job last gathered them.
     curve: Option<stats::CampaignCurve>,
     rows: Vec<Notification>,
-    next: Option<i64>,
+    /// The next page's address.
+    next: Option<String>,
+    /// The orders the organisations' headers offer.
+    sorts: Sorts,
     updates: Vec<(String, String, String)>,
     can_act: bool,
     errors: FieldErrors,
@@ -541,9 +567,18 @@ async fn render_progress(
     signed: &Signed,
     csrf: &CsrfCookie,
     id: i64,
-    after: i64,
+    list: &ProgressQuery,
     errors: FieldErrors,
 ) -> Result<Response, WebError> {
+    let order = NotificationOrder::parse(&list.sort).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "sort: {:?} is none of {}",
+            list.sort,
+            NotificationOrder::ALL
+                .map(NotificationOrder::as_str)
+                .join(", ")
+        ))
+    })?;
     let mut conn = state.pool.acquire().await?;
     let c = store::fetch(&mut conn, id).await?;
     let (open_findings, organisations) = figures(&mut conn, id).await?;
@@ -563,8 +598,18 @@ async fn render_progress(
         campaign_id: Some(id),
         ..NotificationQuery::default()
     };
-    let mut rows = notes::list(&mut conn, &q, after, PAGE).await?;
-    let next = keyset_page(&mut rows, PAGE, |r| r.id);
+    let mut rows = notes::list_in_order(&mut conn, &q, order, list.after.as_deref(), PAGE).await?;
+    let next = (rows.len() > PAGE).then(|| {
+        rows.truncate(PAGE);
+        let last = rows.last().map(|n| order.cursor_of(n));
+        ProgressQuery::address(id, order, last.as_deref())
+    });
+    let sorts = Sorts(
+        NotificationOrder::ALL
+            .into_iter()
+            .map(|o| (o.as_str(), ProgressQuery::address(id, o, None), o == order))
+            .collect(),
+    );
     let updates = store::updates(&mut conn, id)
         .await?
         .into_iter()
@@ -581,6 +626,7 @@ async fn render_progress(
         curve,
         rows,
         next,
+        sorts,
         updates,
         can_act: signed.operator.role >= Role::Analyst,
         errors,
@@ -595,15 +641,7 @@ async fn progress(
     Path(id): Path<i64>,
     Query(q): Query<ProgressQuery>,
 ) -> Result<Response, WebError> {
-    render_progress(
-        &state,
-        &signed,
-        &csrf,
-        id,
-        q.after.unwrap_or(0),
-        FieldErrors::default(),
-    )
-    .await
+    render_progress(&state, &signed, &csrf, id, &q, FieldErrors::default()).await
 }
 
 fn back(id: i64) -> Response {
@@ -636,7 +674,15 @@ async fn approve(
             _ => {
                 let mut errors = FieldErrors::default();
                 errors.add("notification", "Choose the drafts to approve.");
-                let page = render_progress(&state, &signed, &csrf, id, 0, errors).await?;
+                let page = render_progress(
+                    &state,
+                    &signed,
+                    &csrf,
+                    id,
+                    &ProgressQuery::default(),
+                    errors,
+                )
+                .await?;
                 return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
             }
         }
@@ -686,7 +732,15 @@ async fn post_update(
                 },
                 detail,
             );
-            let page = render_progress(&state, &signed, &csrf, id, 0, errors).await?;
+            let page = render_progress(
+                &state,
+                &signed,
+                &csrf,
+                id,
+                &ProgressQuery::default(),
+                errors,
+            )
+            .await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sqlx::{Connection, PgConnection};
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, keyset_page, oslo_time, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::domain::{Actor, DomainError, required_text, spreadsheet_safe};
@@ -248,31 +248,13 @@ struct FindingsPage {
     next: Option<String>,
     /// The CSV export's query string.
     csv: String,
-    /// Each order the list can be in: its name, its query string (filters
-    /// kept, from the first page), whether it is the one shown.
-    sorts: Vec<(&'static str, String, bool)>,
+    /// The orders the headers offer.
+    sorts: Sorts,
 }
 
 impl FindingsPage {
     fn error(&self, field: &str) -> Option<&str> {
         self.errors.get(field)
-    }
-
-    /// The query string that lists these findings in `order`.
-    fn sort_link(&self, order: &str) -> &str {
-        self.sorts
-            .iter()
-            .find(|(name, _, _)| *name == order)
-            .map_or("", |(_, query, _)| query.as_str())
-    }
-
-    /// `aria-sort` of a column in `order`.
-    fn aria_sort(&self, order: &str) -> &'static str {
-        match self.sorts.iter().find(|(name, _, _)| *name == order) {
-            Some((name, _, true)) if name.starts_with('-') => "descending",
-            Some((_, _, true)) => "ascending",
-            _ => "none",
-        }
     }
 }
 
@@ -306,10 +288,18 @@ async fn list(
         }
     }
     let failed = filter.is_none();
-    let sorts = FindingOrder::ALL
-        .into_iter()
-        .map(|o| (o.as_str(), q.query_string(o, None), o == order))
-        .collect();
+    let sorts = Sorts(
+        FindingOrder::ALL
+            .into_iter()
+            .map(|o| {
+                (
+                    o.as_str(),
+                    format!("/findings?{}", q.query_string(o, None)),
+                    o == order,
+                )
+            })
+            .collect(),
+    );
     let page = FindingsPage {
         layout: Layout::dashboard("Findings · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),

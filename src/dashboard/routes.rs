@@ -165,6 +165,30 @@ pub(super) fn query_id(field: &str, s: Option<&str>) -> Result<Option<i64>, WebE
     }
 }
 
+/// The orders a list's headers offer: each order's name (a `-` in front
+/// when it runs downwards), the list's address in it (filters kept, from
+/// the first page), and whether it is the order shown.
+pub(super) struct Sorts(pub Vec<(&'static str, String, bool)>);
+
+impl Sorts {
+    /// The address of the list in `order`.
+    pub fn link(&self, order: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(name, _, _)| *name == order)
+            .map_or("", |(_, address, _)| address.as_str())
+    }
+
+    /// `aria-sort` of the column sorted by `order`.
+    pub fn aria(&self, order: &str) -> &'static str {
+        match self.0.iter().find(|(name, _, _)| *name == order) {
+            Some((name, _, true)) if name.starts_with('-') => "descending",
+            Some((_, _, true)) => "ascending",
+            _ => "none",
+        }
+    }
+}
+
 /// Keyset paging: `rows` were read with one more than a `page`; keeps one
 /// page and returns the key the next page starts after, if there is one.
 pub(super) fn keyset_page<T>(

@@ -55,18 +55,123 @@ pub async fn list(
     after: i64,
     limit: usize,
 ) -> DomainResult<Vec<Notification>> {
+    list_in_order(
+        conn,
+        q,
+        NotificationOrder::Id,
+        Some(&after.to_string()),
+        limit,
+    )
+    .await
+}
+
+/// The order of a notifications list; ties go by id, so a page starts
+/// after the last row's (value, id) and never shifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotificationOrder {
+    /// Drafted first.
+    #[default]
+    Id,
+    /// By the organisation's name.
+    Organisation,
+    /// By status, so that those still drafts, or waiting for a contact,
+    /// stand together.
+    Status,
+}
+
+impl NotificationOrder {
+    pub const ALL: [NotificationOrder; 3] = [
+        NotificationOrder::Id,
+        NotificationOrder::Organisation,
+        NotificationOrder::Status,
+    ];
+
+    /// As a URL names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationOrder::Id => "id",
+            NotificationOrder::Organisation => "organisation",
+            NotificationOrder::Status => "status",
+        }
+    }
+
+    /// Empty is the default order.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" => Some(NotificationOrder::Id),
+            s => Self::ALL.into_iter().find(|o| o.as_str() == s),
+        }
+    }
+
+    /// Where the page after `n` starts: `id`, or `value_id` (the id is
+    /// after the last `_`, whatever the value holds).
+    pub fn cursor_of(self, n: &Notification) -> String {
+        match self {
+            NotificationOrder::Id => n.id.to_string(),
+            NotificationOrder::Organisation => format!("{}_{}", n.organisation_name, n.id),
+            NotificationOrder::Status => format!("{}_{}", n.status.as_str(), n.id),
+        }
+    }
+
+    /// The sort value's SQL, of `notifications n JOIN organisations o`.
+    fn column(self) -> &'static str {
+        match self {
+            NotificationOrder::Id => "n.id",
+            NotificationOrder::Organisation => "o.name",
+            NotificationOrder::Status => "n.status",
+        }
+    }
+}
+
+/// The page of `q` in `order` after the one that ended at `after`
+/// ([`NotificationOrder::cursor_of`]): `limit + 1` rows, so the caller
+/// learns whether more exist.
+pub async fn list_in_order(
+    conn: &mut PgConnection,
+    q: &NotificationQuery,
+    order: NotificationOrder,
+    after: Option<&str>,
+    limit: usize,
+) -> DomainResult<Vec<Notification>> {
+    let bad = |cursor: &str| {
+        DomainError::invalid(
+            "after",
+            format!("{cursor:?} is not a page of this list (start from its first page)"),
+        )
+    };
+    let (value, id) = match after {
+        None => (None, None),
+        Some(cursor) => {
+            let (value, id) = match (order, cursor.rsplit_once('_')) {
+                (NotificationOrder::Id, None) => (None, cursor),
+                (NotificationOrder::Id, Some(_)) | (_, None) => return Err(bad(cursor)),
+                (_, Some((value, id))) => (Some(value.to_owned()), id),
+            };
+            (value, Some(id.parse::<i64>().map_err(|_| bad(cursor))?))
+        }
+    };
+    let after_clause = match order {
+        // $6 (the value) is always none here, but the statement takes it.
+        NotificationOrder::Id => "n.id > $1 AND $6::text IS NULL".to_owned(),
+        o => format!("($6::text IS NULL OR ({}, n.id) > ($6, $1))", o.column()),
+    };
+    let order_by = match order {
+        NotificationOrder::Id => "n.id".to_owned(),
+        o => format!("{}, n.id", o.column()),
+    };
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM notifications n JOIN organisations o ON o.id = n.organisation_id
-          WHERE n.id > $1 AND ($2::text IS NULL OR n.status = $2)
+          WHERE {after_clause} AND ($2::text IS NULL OR n.status = $2)
             AND ($3::bigint IS NULL OR n.campaign_id = $3)
             AND ($4::bigint IS NULL OR n.organisation_id = $4)
-          ORDER BY n.id LIMIT $5"
+          ORDER BY {order_by} LIMIT $5"
     ))
-    .bind(after)
+    .bind(id.unwrap_or(0))
     .bind(q.status.map(NotificationStatus::as_str))
     .bind(q.campaign_id)
     .bind(q.organisation_id)
     .bind(limit as i64 + 1)
+    .bind(value)
     .fetch_all(conn)
     .await?)
 }

@@ -519,3 +519,65 @@ async fn a_delivery_shows_the_message_as_sent_and_is_resent_with_the_same_link()
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert!(r.text().await.unwrap().contains("reissue the link"));
 }
+
+#[tokio::test]
+async fn the_progress_page_sorts_its_organisations_and_pages_in_that_order() {
+    let app = spawn_app().await;
+    // Registered from the last name to the first, so ids and names differ;
+    // the names hold `_`, which the page's cursor must survive.
+    for i in (1..=52).rev() {
+        app.organisation(&format!("org_{i:02}"), &[&format!("192.0.2.{i}/32")])
+            .await;
+    }
+    let hosts: Vec<String> = (1..=52).map(|i| format!("192.0.2.{i}")).collect();
+    let hosts: Vec<(&str, &str)> = hosts.iter().map(|ip| (ip.as_str(), "vulnerable")).collect();
+    push(&app, &hosts, MARCH_5).await;
+    let campaign = active_campaign(&app, serde_json::json!({})).await;
+    app.run_jobs().await;
+    operator(&app, "viewer@ncsc.example.no", "viewer");
+    let client = Client::new(&app);
+    let viewer = client.login("viewer@ncsc.example.no", PASSWORD).await;
+    let names = |html: &str| -> Vec<String> {
+        regex_lite::Regex::new(r"<td>(org_\d\d) AS</td>")
+            .unwrap()
+            .captures_iter(html)
+            .map(|c| c[1].to_owned())
+            .collect()
+    };
+    let get = |path: String| {
+        let client = &client;
+        let viewer = &viewer;
+        async move {
+            let r = client.get(&path, viewer).await;
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let page = format!("/campaigns/{campaign}");
+
+    let (_, by_id) = get(page.clone()).await;
+    assert_eq!(
+        names(&by_id)[0],
+        "org_52",
+        "drafted in the order registered"
+    );
+    let (status, first) = get(format!("{page}?sort=organisation")).await;
+    assert_eq!(status, StatusCode::OK);
+    let shown = names(&first);
+    assert_eq!(shown.len(), 50);
+    assert_eq!(shown[..3], ["org_01", "org_02", "org_03"]);
+    assert!(first.contains(r#"aria-sort="ascending"><a href="/campaigns/"#));
+    let next = regex_lite::Regex::new(r#"href="([^"]+)" rel="next""#)
+        .unwrap()
+        .captures(&first)
+        .expect("a second page")[1]
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(next.contains("sort=organisation"), "{next}");
+    let (_, second) = get(next).await;
+    assert_eq!(names(&second), ["org_51", "org_52"]);
+
+    let (status, _) = get(format!("{page}?sort=size")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get(format!("{page}?sort=organisation&after=no-id")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
