@@ -66,8 +66,21 @@ pub async fn run(
         ("overview", "/".to_owned()),
         ("campaign progress", format!("/campaigns/{campaign}")),
         (
+            "campaign progress, by organisation",
+            format!("/campaigns/{campaign}?sort=organisation"),
+        ),
+        (
             "findings, filtered",
             "/findings?check=exchange-proxylogon&state=vulnerable&status=open".to_owned(),
+        ),
+        (
+            "findings, filtered, by address",
+            "/findings?check=exchange-proxylogon&state=vulnerable&status=open&sort=ip".to_owned(),
+        ),
+        (
+            "findings, filtered, newest first",
+            "/findings?check=exchange-proxylogon&state=vulnerable&status=open&sort=-first_seen"
+                .to_owned(),
         ),
     ];
     let mut baseline = None;

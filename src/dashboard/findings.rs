@@ -82,7 +82,7 @@ struct ListQuery {
     /// A day (Europe/Oslo): first seen on or before it.
     #[serde(default)]
     until: String,
-    /// The order: `id` (the default), `ip`, `first_seen`, `-last_seen`.
+    /// The order: `id` (the default), `ip`, `first_seen`, `-first_seen`.
     #[serde(default)]
     sort: String,
     /// Where the previous page ended (`FindingOrder::cursor_of`).

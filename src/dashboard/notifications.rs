@@ -15,14 +15,14 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, oslo_time, query_id, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, Sorts, oslo_time, query_id, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
 use crate::mail::outbox::{self, DeliveryInfo};
 use crate::notifications::mailing;
 use crate::notifications::model::{Notification, NotificationStatus};
-use crate::notifications::store::{self, NotificationQuery};
+use crate::notifications::store::{self, NotificationOrder, NotificationQuery};
 use crate::notifications::tokens;
 use crate::web::csrf::CsrfCookie;
 use crate::web::error::WebError;
@@ -53,7 +53,11 @@ struct ListQuery {
     campaign: Option<String>,
     status: Option<String>,
     organisation: Option<String>,
-    after: Option<i64>,
+    /// `id` (the default), `organisation`, `status`.
+    #[serde(default)]
+    sort: String,
+    /// Where the previous page ended (`NotificationOrder::cursor_of`).
+    after: Option<String>,
 }
 
 #[derive(Template)]
@@ -67,6 +71,8 @@ struct ListPage {
     statuses: Vec<&'static str>,
     rows: Vec<(Notification, String)>,
     next: Option<String>,
+    /// The orders the headers offer.
+    sorts: Sorts,
 }
 
 impl ListPage {
@@ -91,20 +97,53 @@ async fn list(
         organisation_id: query_id("organisation", q.organisation.as_deref())?,
         ..NotificationQuery::default()
     };
+    let order = NotificationOrder::parse(&q.sort).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "sort: {:?} is none of {}",
+            q.sort,
+            NotificationOrder::ALL
+                .map(NotificationOrder::as_str)
+                .join(", ")
+        ))
+    })?;
     let mut conn = state.pool.acquire().await?;
-    let mut rows = store::list(&mut conn, &query, q.after.unwrap_or(0), PAGE).await?;
+    let mut rows = store::list_in_order(&mut conn, &query, order, q.after.as_deref(), PAGE).await?;
     let campaign = query.campaign_id.map_or(String::new(), |c| c.to_string());
     let organisation = query
         .organisation_id
         .map_or(String::new(), |o| o.to_string());
     let status = status.map_or("", NotificationStatus::as_str).to_owned();
+    // The list's address: its filters, in `order`, after `after`.
+    let address = |order: NotificationOrder, after: Option<&str>| {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("campaign", &campaign),
+            ("status", &status),
+            ("organisation", &organisation),
+        ] {
+            if !value.is_empty() {
+                url.append_pair(name, value);
+            }
+        }
+        if order != NotificationOrder::default() {
+            url.append_pair("sort", order.as_str());
+        }
+        if let Some(after) = after {
+            url.append_pair("after", after);
+        }
+        format!("/notifications?{}", url.finish())
+    };
     let next = (rows.len() > PAGE).then(|| {
-        format!(
-            "/notifications?campaign={campaign}&status={status}&organisation={organisation}&after={}",
-            rows[PAGE - 1].id
-        )
+        rows.truncate(PAGE);
+        let last = rows.last().map(|n| order.cursor_of(n));
+        address(order, last.as_deref())
     });
-    rows.truncate(PAGE);
+    let sorts = Sorts(
+        NotificationOrder::ALL
+            .into_iter()
+            .map(|o| (o.as_str(), address(o, None), o == order))
+            .collect(),
+    );
     let page = ListPage {
         layout: Layout::dashboard("Notifications · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
@@ -118,6 +157,7 @@ async fn list(
             .map(|(t, n)| (n, t))
             .collect(),
         next,
+        sorts,
     };
     Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
 }

@@ -202,8 +202,9 @@ pub enum FindingOrder {
     Address,
     /// Longest exposed first.
     FirstSeen,
-    /// Most recently seen first.
-    LastSeen,
+    /// Newest first. (Not by last seen: every rescan moves that, and an
+    /// index on it would cost ingest its in-place updates.)
+    FirstSeenNewest,
 }
 
 impl FindingOrder {
@@ -211,16 +212,16 @@ impl FindingOrder {
         FindingOrder::Id,
         FindingOrder::Address,
         FindingOrder::FirstSeen,
-        FindingOrder::LastSeen,
+        FindingOrder::FirstSeenNewest,
     ];
 
-    /// As a URL names it: `id`, `ip`, `first_seen`, `-last_seen`.
+    /// As a URL names it: `id`, `ip`, `first_seen`, `-first_seen`.
     pub fn as_str(self) -> &'static str {
         match self {
             FindingOrder::Id => "id",
             FindingOrder::Address => "ip",
             FindingOrder::FirstSeen => "first_seen",
-            FindingOrder::LastSeen => "-last_seen",
+            FindingOrder::FirstSeenNewest => "-first_seen",
         }
     }
 
@@ -237,12 +238,12 @@ impl FindingOrder {
             FindingOrder::Id => "f.id",
             FindingOrder::Address => "f.ip",
             FindingOrder::FirstSeen => "f.first_seen",
-            FindingOrder::LastSeen => "f.last_seen",
+            FindingOrder::FirstSeenNewest => "f.first_seen",
         }
     }
 
     fn descending(self) -> bool {
-        self == FindingOrder::LastSeen
+        self == FindingOrder::FirstSeenNewest
     }
 
     /// Where the page after `f` starts: `id`, or `value_id` (neither an
@@ -252,7 +253,7 @@ impl FindingOrder {
             FindingOrder::Id => f.id.to_string(),
             FindingOrder::Address => format!("{}_{}", f.ip, f.id),
             FindingOrder::FirstSeen => format!("{}_{}", f.first_seen.to_rfc3339(), f.id),
-            FindingOrder::LastSeen => format!("{}_{}", f.last_seen.to_rfc3339(), f.id),
+            FindingOrder::FirstSeenNewest => format!("{}_{}", f.first_seen.to_rfc3339(), f.id),
         }
     }
 
@@ -284,7 +285,7 @@ impl FindingOrder {
                     .push_bind(id)
                     .push(")");
             }
-            (FindingOrder::FirstSeen | FindingOrder::LastSeen, Some(v)) => {
+            (FindingOrder::FirstSeen | FindingOrder::FirstSeenNewest, Some(v)) => {
                 let at = DateTime::parse_from_rfc3339(v).map_err(|_| bad())?;
                 q.push(" AND (")
                     .push(self.column())

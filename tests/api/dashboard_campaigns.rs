@@ -576,6 +576,27 @@ async fn the_progress_page_sorts_its_organisations_and_pages_in_that_order() {
     let (_, second) = get(next).await;
     assert_eq!(names(&second), ["org_51", "org_52"]);
 
+    // The notifications list sorts the same way, its filters kept.
+    let (status, list) = get(format!("/notifications?campaign={campaign}&sort=status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains(r#"aria-sort="ascending"><a href="/notifications?campaign="#),
+        "{list}"
+    );
+    let (_, list) = get(format!(
+        "/notifications?campaign={campaign}&sort=organisation"
+    ))
+    .await;
+    let next = regex_lite::Regex::new(r#"href="([^"]+)" rel="next""#)
+        .unwrap()
+        .captures(&list)
+        .expect("a second page")[1]
+        .replace("&#38;", "&");
+    assert!(
+        next.contains(&format!("campaign={campaign}")) && next.contains("after=org_50"),
+        "{next}"
+    );
+
     let (status, _) = get(format!("{page}?sort=size")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = get(format!("{page}?sort=organisation&after=no-id")).await;

@@ -383,10 +383,14 @@ async fn the_list_sorts_on_the_server_and_pages_in_that_order() {
             .collect();
         push(&app, &lines).await;
     }
-    let later = json!({ "ip": "192.0.2.30", "port": 443, "observed_at": "2021-03-07T10:00:00Z",
-                        "check": "exchange-proxylogon", "state": "vulnerable" })
-    .to_string();
-    push(&app, &[later]).await;
+    // Seen again later (its last sighting moves, its first does not), and
+    // one host found later.
+    for ip in ["192.0.2.30", "192.0.2.99"] {
+        let later = json!({ "ip": ip, "port": 443, "observed_at": "2021-03-07T10:00:00Z",
+                            "check": "exchange-proxylogon", "state": "vulnerable" })
+        .to_string();
+        push(&app, &[later]).await;
+    }
     let (client, cookies, _) = logged_in(&app, "viewer").await;
     let addresses = |html: &str| -> Vec<String> {
         regex_lite::Regex::new(r#"<td>(192\.0\.2\.\d+):443/tcp</td>"#)
@@ -430,24 +434,26 @@ async fn the_list_sorts_on_the_server_and_pages_in_that_order() {
             "192.0.2.52",
             "192.0.2.53",
             "192.0.2.54",
-            "192.0.2.55"
+            "192.0.2.55",
+            "192.0.2.99"
         ]
     );
     // The default order is the findings' own, oldest first.
     let by_id = page(&client, &cookies, "/findings?check=exchange-proxylogon").await;
     assert_eq!(addresses(&by_id)[..2], ["192.0.2.51", "192.0.2.52"]);
-    // Most recently seen first.
-    let recent = page(&client, &cookies, "/findings?sort=-last_seen").await;
-    assert_eq!(addresses(&recent)[0], "192.0.2.30");
+    // Newest first.
+    let recent = page(&client, &cookies, "/findings?sort=-first_seen").await;
+    assert_eq!(addresses(&recent)[0], "192.0.2.99");
+    assert_ne!(addresses(&recent)[1], "192.0.2.30", "by first sighting");
     assert!(recent.contains(r#"aria-sort="descending""#));
-    // Its next page starts after the last row's time and id: 55 rows in
-    // all, none twice, though 54 share one time.
+    // Its next page starts after the last row's time and id: 56 rows in
+    // all, none twice, though 55 share one time.
     let rest = page(&client, &cookies, &next_of(&recent).expect("a second page")).await;
     let mut all = addresses(&recent);
     all.extend(addresses(&rest));
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 55);
+    assert_eq!(all.len(), 56);
 
     for bad in [
         "/findings?sort=severity",
