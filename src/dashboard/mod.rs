@@ -1,7 +1,8 @@
 //! The analysts' dashboard, under `/`: the same database and domain
 //! functions as the API, in server-rendered pages for operators (people
-//! with a login and a role). So far its access layer and first pages:
+//! with a login and a role).
 //!
+//! Access:
 //! - [`operators`]: who may log in, with which role, argon2id passwords,
 //!   the lockout after wrong passwords;
 //! - [`sessions`]: sessions in PostgreSQL (ids stored as hashes), their
@@ -9,14 +10,27 @@
 //!   the only `?next=` it follows;
 //! - [`totp`]: the optional second factor, its setup and its codes;
 //! - [`account`]: an operator's own account (the second factor);
+//! - [`routes`]: the router, login, logout, the overview, the operators
+//!   list, and what the page modules share ([`routes::Act`] for every form).
+//!
+//! Pages, one module each, with their queries and templates:
 //! - [`overview`]: the situation at a glance, with [`stats`]: the
 //!   charts' figures, aggregated ahead, and their SVG drawing;
-//! - [`audit`]: the audit log, filtered and paged;
-//! - [`timeline`]: everything that happened to one organisation;
+//! - [`organisations`]: search, detail, create and edit, networks,
+//!   contacts, proposed contacts; [`timeline`]: everything that happened
+//!   to one organisation;
+//! - [`findings`]: the filtered, sortable list, its CSV, one finding,
+//!   false positives, the triage queue;
+//! - [`campaigns`]: write, preview, activate, approve, update, progress,
+//!   close;
+//! - [`notifications`]: each advisory sent, its deliveries and their
+//!   messages, retry, resend, revoke, reissue;
 //! - [`answers`]: what organisations answered, over every notification;
 //! - [`escalations`]: reported compromises, a queue analysts take and
 //!   close with a note;
-//! - [`routes`]: login, logout, the overview, the operators (admins).
+//! - [`audit`]: the audit log, filtered and paged;
+//! - [`admin`]: registry imports and scan runs (everyone), API tokens and
+//!   operators (admins).
 
 pub mod account;
 pub mod admin;

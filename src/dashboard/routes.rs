@@ -1,12 +1,16 @@
-//! The dashboard's pages so far: logging in and out, the overview, the
-//! operators (admins only), the escalations (`escalations`) and the audit
-//! log (`audit`). Every form carries a CSRF token bound to the
-//! session (or, at login, to the browser's CSRF cookie) and must come from
-//! this site's own origin.
+//! The dashboard's router and its own pages: logging in and out, the
+//! overview, the operators list (admins only); every other page module is
+//! merged here. Every form carries a CSRF token bound to the session (or,
+//! at login, to the browser's CSRF cookie) and must come from this site's
+//! own origin.
+//!
+//! Also what every page module shares: [`Act`], the extractor of a form
+//! an operator may act on; [`Chrome`] for the layout; the lists' keyset
+//! paging, id filters and sortable headers ([`Sorts`]); Oslo times.
 
-use askama::Template;
 use std::marker::PhantomData;
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
