@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::operators::Role;
 use super::overview;
-use super::routes::{Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, with_csrf_cookie};
+use super::routes::{
+    Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, sort_of, with_csrf_cookie,
+};
 use super::sessions::Signed;
 use super::stats;
 use crate::app::AppState;
@@ -570,15 +572,12 @@ async fn render_progress(
     list: &ProgressQuery,
     errors: FieldErrors,
 ) -> Result<Response, WebError> {
-    let order = NotificationOrder::parse(&list.sort).ok_or_else(|| {
-        WebError::BadRequest(format!(
-            "sort: {:?} is none of {}",
-            list.sort,
-            NotificationOrder::ALL
-                .map(NotificationOrder::as_str)
-                .join(", ")
-        ))
-    })?;
+    let order = sort_of(
+        &list.sort,
+        NotificationOrder::parse,
+        &NotificationOrder::ALL,
+        NotificationOrder::as_str,
+    )?;
     let mut conn = state.pool.acquire().await?;
     let c = store::fetch(&mut conn, id).await?;
     let (open_findings, organisations) = figures(&mut conn, id).await?;
@@ -634,6 +633,19 @@ async fn render_progress(
     Ok(with_csrf_cookie(state, csrf, page::render(&page)?))
 }
 
+/// The progress page again, its first page, with what a form got wrong.
+async fn refused(
+    state: &AppState,
+    signed: &Signed,
+    csrf: &CsrfCookie,
+    id: i64,
+    errors: FieldErrors,
+) -> Result<Response, WebError> {
+    let list = ProgressQuery::default();
+    let page = render_progress(state, signed, csrf, id, &list, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
 async fn progress(
     State(state): State<AppState>,
     signed: Signed,
@@ -674,16 +686,7 @@ async fn approve(
             _ => {
                 let mut errors = FieldErrors::default();
                 errors.add("notification", "Choose the drafts to approve.");
-                let page = render_progress(
-                    &state,
-                    &signed,
-                    &csrf,
-                    id,
-                    &ProgressQuery::default(),
-                    errors,
-                )
-                .await?;
-                return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+                return refused(&state, &signed, &csrf, id, errors).await;
             }
         }
     };
@@ -732,16 +735,7 @@ async fn post_update(
                 },
                 detail,
             );
-            let page = render_progress(
-                &state,
-                &signed,
-                &csrf,
-                id,
-                &ProgressQuery::default(),
-                errors,
-            )
-            .await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+            refused(&state, &signed, &csrf, id, errors).await
         }
         Err(e) => Err(e.into()),
     }

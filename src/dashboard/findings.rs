@@ -20,7 +20,9 @@ use serde::Deserialize;
 use sqlx::{Connection, PgConnection};
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, with_csrf_cookie};
+use super::routes::{
+    Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, sort_of, with_csrf_cookie,
+};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::domain::{Actor, DomainError, required_text, spreadsheet_safe};
@@ -268,13 +270,12 @@ async fn list(
         Ok(f) => (Some(f), FieldErrors::default()),
         Err(e) => (None, e),
     };
-    let order = FindingOrder::parse(&q.sort).ok_or_else(|| {
-        WebError::BadRequest(format!(
-            "sort: {:?} is none of {}",
-            q.sort,
-            FindingOrder::ALL.map(FindingOrder::as_str).join(", ")
-        ))
-    })?;
+    let order = sort_of(
+        &q.sort,
+        FindingOrder::parse,
+        &FindingOrder::ALL,
+        FindingOrder::as_str,
+    )?;
     let mut rows = Vec::new();
     let mut next = None;
     if let Some(filter) = &filter {

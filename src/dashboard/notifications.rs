@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, Sorts, oslo_time, query_id, with_csrf_cookie};
+use super::routes::{Act, Analyst, Chrome, Sorts, oslo_time, query_id, sort_of, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
@@ -97,15 +97,12 @@ async fn list(
         organisation_id: query_id("organisation", q.organisation.as_deref())?,
         ..NotificationQuery::default()
     };
-    let order = NotificationOrder::parse(&q.sort).ok_or_else(|| {
-        WebError::BadRequest(format!(
-            "sort: {:?} is none of {}",
-            q.sort,
-            NotificationOrder::ALL
-                .map(NotificationOrder::as_str)
-                .join(", ")
-        ))
-    })?;
+    let order = sort_of(
+        &q.sort,
+        NotificationOrder::parse,
+        &NotificationOrder::ALL,
+        NotificationOrder::as_str,
+    )?;
     let mut conn = state.pool.acquire().await?;
     let mut rows = store::list_in_order(&mut conn, &query, order, q.after.as_deref(), PAGE).await?;
     let campaign = query.campaign_id.map_or(String::new(), |c| c.to_string());

@@ -169,6 +169,20 @@ pub(super) fn query_id(field: &str, s: Option<&str>) -> Result<Option<i64>, WebE
     }
 }
 
+/// A list's `sort` parameter, read by the order's own `parse`; refused
+/// with the names of `all` when it is none of them.
+pub(super) fn sort_of<O: Copy>(
+    given: &str,
+    parse: impl Fn(&str) -> Option<O>,
+    all: &[O],
+    name: fn(O) -> &'static str,
+) -> Result<O, WebError> {
+    parse(given).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|o| name(*o)).collect();
+        WebError::BadRequest(format!("sort: {given:?} is none of {}", names.join(", ")))
+    })
+}
+
 /// The orders a list's headers offer: each order's name (a `-` in front
 /// when it runs downwards), the list's address in it (filters kept, from
 /// the first page), and whether it is the order shown.
