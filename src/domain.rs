@@ -158,6 +158,28 @@ pub fn required_text(field: &str, value: &str, max: usize) -> DomainResult<Strin
     Ok(v.to_owned())
 }
 
+/// A list page's cursor as a URL carries it: `id`, or `value_id` for a
+/// list in another order than by id (the id is after the last `_`, so the
+/// value may hold any). Its value and id; refused at `after` when it is no
+/// cursor at all.
+pub fn page_cursor(cursor: &str) -> DomainResult<(Option<&str>, i64)> {
+    let (value, id) = match cursor.rsplit_once('_') {
+        Some((value, id)) => (Some(value), id),
+        None => (None, cursor),
+    };
+    id.parse()
+        .map(|id| (value, id))
+        .map_err(|_| not_a_page(cursor))
+}
+
+/// The refusal of a cursor that is none of its list's.
+pub fn not_a_page(cursor: &str) -> DomainError {
+    DomainError::invalid(
+        "after",
+        format!("{cursor:?} is not a page of this list (start from its first page)"),
+    )
+}
+
 /// Optional text: trimmed, empty means none, at most `max` characters.
 pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> DomainResult<Option<String>> {
     match value.map(str::trim) {

@@ -14,7 +14,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::routes::{Chrome, keyset_page, oslo_time, query_id, with_csrf_cookie};
+use super::routes::{Chrome, keyset_page, list_address, oslo_time, query_id, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::web::csrf::CsrfCookie;
@@ -122,18 +122,15 @@ async fn list(
     let campaign = campaign.map_or(String::new(), |c| c.to_string());
     let organisation = organisation.map_or(String::new(), |o| o.to_string());
     let next = keyset_page(&mut rows, PAGE, |r| r.id).map(|before| {
-        let mut url = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("kind", &kind),
-            ("campaign", &campaign),
-            ("organisation", &organisation),
-        ] {
-            if !value.is_empty() {
-                url.append_pair(name, value);
-            }
-        }
-        url.append_pair("before", &before.to_string());
-        format!("/answers?{}", url.finish())
+        list_address(
+            "/answers",
+            &[
+                ("kind", &kind),
+                ("campaign", &campaign),
+                ("organisation", &organisation),
+                ("before", &before.to_string()),
+            ],
+        )
     });
     let page = AnswersPage {
         layout: Layout::dashboard("Answers · Varsel"),

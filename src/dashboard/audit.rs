@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Chrome, oslo_time, require, with_csrf_cookie};
+use super::routes::{Chrome, list_address, oslo_time, require, with_csrf_cookie};
 use super::sessions::Signed;
 use crate::app::AppState;
 use crate::web::csrf::CsrfCookie;
@@ -141,18 +141,15 @@ async fn show(
     events.truncate(PAGE);
     let text = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_owned();
     let next = events.last().filter(|_| more).map(|last| {
-        let mut url = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("actor", &q.actor),
-            ("action", &q.action),
-            ("subject", &q.subject),
-        ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
-                url.append_pair(name, v.trim());
-            }
-        }
-        url.append_pair("before", &last.id.to_string());
-        format!("/audit?{}", url.finish())
+        list_address(
+            "/audit",
+            &[
+                ("actor", q.actor.as_deref().unwrap_or("")),
+                ("action", q.action.as_deref().unwrap_or("")),
+                ("subject", q.subject.as_deref().unwrap_or("")),
+                ("before", &last.id.to_string()),
+            ],
+        )
     });
     let page = AuditPage {
         layout: Layout::dashboard("Audit log · Varsel"),

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use super::operators::Role;
 use super::overview;
 use super::routes::{
-    Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, sort_of, with_csrf_cookie,
+    Act, Analyst, Chrome, ListOrder as _, Sorts, keyset_page, list_address, oslo_time, sort_of,
+    with_csrf_cookie,
 };
 use super::sessions::Signed;
 use super::stats;
@@ -525,19 +526,10 @@ struct ProgressQuery {
 impl ProgressQuery {
     /// The progress page's address in `order`, from the page after `after`.
     fn address(id: i64, order: NotificationOrder, after: Option<&str>) -> String {
-        let mut url = form_urlencoded::Serializer::new(String::new());
-        if order != NotificationOrder::default() {
-            url.append_pair("sort", order.as_str());
-        }
-        if let Some(after) = after {
-            url.append_pair("after", after);
-        }
-        let query = url.finish();
-        if query.is_empty() {
-            format!("/campaigns/{id}")
-        } else {
-            format!("/campaigns/{id}?{query}")
-        }
+        list_address(
+            &format!("/campaigns/{id}"),
+            &[("sort", order.param()), ("after", after.unwrap_or(""))],
+        )
     }
 }
 
@@ -572,12 +564,7 @@ async fn render_progress(
     list: &ProgressQuery,
     errors: FieldErrors,
 ) -> Result<Response, WebError> {
-    let order = sort_of(
-        &list.sort,
-        NotificationOrder::parse,
-        &NotificationOrder::ALL,
-        NotificationOrder::as_str,
-    )?;
+    let order: NotificationOrder = sort_of(&list.sort)?;
     let mut conn = state.pool.acquire().await?;
     let c = store::fetch(&mut conn, id).await?;
     let (open_findings, organisations) = figures(&mut conn, id).await?;
@@ -603,12 +590,7 @@ async fn render_progress(
         let last = rows.last().map(|n| order.cursor_of(n));
         ProgressQuery::address(id, order, last.as_deref())
     });
-    let sorts = Sorts(
-        NotificationOrder::ALL
-            .into_iter()
-            .map(|o| (o.as_str(), ProgressQuery::address(id, o, None), o == order))
-            .collect(),
-    );
+    let sorts = Sorts::of(order, |o| ProgressQuery::address(id, o, None));
     let updates = store::updates(&mut conn, id)
         .await?
         .into_iter()

@@ -21,7 +21,8 @@ use sqlx::{Connection, PgConnection};
 
 use super::operators::Role;
 use super::routes::{
-    Act, Analyst, Chrome, Sorts, keyset_page, oslo_time, sort_of, with_csrf_cookie,
+    Act, Analyst, Chrome, ListOrder as _, Sorts, keyset_page, list_address, oslo_time, sort_of,
+    with_csrf_cookie,
 };
 use super::sessions::Signed;
 use crate::app::AppState;
@@ -189,31 +190,25 @@ impl ListQuery {
         }
     }
 
-    /// The query string of these filters, in `order`, with a page's cursor.
-    fn query_string(&self, order: FindingOrder, after: Option<&str>) -> String {
-        let mut url = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("check", &self.check),
-            ("cve", &self.cve),
-            ("status", &self.status),
-            ("state", &self.state),
-            ("organisation", &self.organisation),
-            ("cidr", &self.cidr),
-            ("sector", &self.sector),
-            ("since", &self.since),
-            ("until", &self.until),
-        ] {
-            if !value.trim().is_empty() {
-                url.append_pair(name, value.trim());
-            }
-        }
-        if order != FindingOrder::default() {
-            url.append_pair("sort", order.as_str());
-        }
-        if let Some(after) = after {
-            url.append_pair("after", after);
-        }
-        url.finish()
+    /// The address of `path` with these filters, in `order`, with a
+    /// page's cursor.
+    fn address(&self, path: &str, order: FindingOrder, after: Option<&str>) -> String {
+        list_address(
+            path,
+            &[
+                ("check", &self.check),
+                ("cve", &self.cve),
+                ("status", &self.status),
+                ("state", &self.state),
+                ("organisation", &self.organisation),
+                ("cidr", &self.cidr),
+                ("sector", &self.sector),
+                ("since", &self.since),
+                ("until", &self.until),
+                ("sort", order.param()),
+                ("after", after.unwrap_or("")),
+            ],
+        )
     }
 }
 
@@ -246,9 +241,9 @@ struct FindingsPage {
     q: ListQuery,
     errors: FieldErrors,
     rows: Vec<Row>,
-    /// The next page's query string.
+    /// The next page's address.
     next: Option<String>,
-    /// The CSV export's query string.
+    /// The CSV export's address.
     csv: String,
     /// The orders the headers offer.
     sorts: Sorts,
@@ -270,12 +265,7 @@ async fn list(
         Ok(f) => (Some(f), FieldErrors::default()),
         Err(e) => (None, e),
     };
-    let order = sort_of(
-        &q.sort,
-        FindingOrder::parse,
-        &FindingOrder::ALL,
-        FindingOrder::as_str,
-    )?;
+    let order: FindingOrder = sort_of(&q.sort)?;
     let mut rows = Vec::new();
     let mut next = None;
     if let Some(filter) = &filter {
@@ -285,26 +275,15 @@ async fn list(
             rows.truncate(PAGE);
             next = rows
                 .last()
-                .map(|f| q.query_string(order, Some(&order.cursor_of(f))));
+                .map(|f| q.address("/findings", order, Some(&order.cursor_of(f))));
         }
     }
     let failed = filter.is_none();
-    let sorts = Sorts(
-        FindingOrder::ALL
-            .into_iter()
-            .map(|o| {
-                (
-                    o.as_str(),
-                    format!("/findings?{}", q.query_string(o, None)),
-                    o == order,
-                )
-            })
-            .collect(),
-    );
+    let sorts = Sorts::of(order, |o| q.address("/findings", o, None));
     let page = FindingsPage {
         layout: Layout::dashboard("Findings · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),
-        csv: q.query_string(FindingOrder::Id, None),
+        csv: q.address("/findings.csv", FindingOrder::Id, None),
         sorts,
         q,
         errors,

@@ -15,7 +15,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::operators::Role;
-use super::routes::{Act, Analyst, Chrome, Sorts, oslo_time, query_id, sort_of, with_csrf_cookie};
+use super::routes::{
+    Act, Analyst, Chrome, ListOrder as _, Sorts, list_address, oslo_time, query_id, sort_of,
+    with_csrf_cookie,
+};
 use super::sessions::Signed;
 use crate::advisory::store as advisory;
 use crate::app::AppState;
@@ -97,12 +100,7 @@ async fn list(
         organisation_id: query_id("organisation", q.organisation.as_deref())?,
         ..NotificationQuery::default()
     };
-    let order = sort_of(
-        &q.sort,
-        NotificationOrder::parse,
-        &NotificationOrder::ALL,
-        NotificationOrder::as_str,
-    )?;
+    let order: NotificationOrder = sort_of(&q.sort)?;
     let mut conn = state.pool.acquire().await?;
     let mut rows = store::list_in_order(&mut conn, &query, order, q.after.as_deref(), PAGE).await?;
     let campaign = query.campaign_id.map_or(String::new(), |c| c.to_string());
@@ -112,35 +110,23 @@ async fn list(
     let status = status.map_or("", NotificationStatus::as_str).to_owned();
     // The list's address: its filters, in `order`, after `after`.
     let address = |order: NotificationOrder, after: Option<&str>| {
-        let mut url = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("campaign", &campaign),
-            ("status", &status),
-            ("organisation", &organisation),
-        ] {
-            if !value.is_empty() {
-                url.append_pair(name, value);
-            }
-        }
-        if order != NotificationOrder::default() {
-            url.append_pair("sort", order.as_str());
-        }
-        if let Some(after) = after {
-            url.append_pair("after", after);
-        }
-        format!("/notifications?{}", url.finish())
+        list_address(
+            "/notifications",
+            &[
+                ("campaign", &campaign),
+                ("status", &status),
+                ("organisation", &organisation),
+                ("sort", order.param()),
+                ("after", after.unwrap_or("")),
+            ],
+        )
     };
     let next = (rows.len() > PAGE).then(|| {
         rows.truncate(PAGE);
         let last = rows.last().map(|n| order.cursor_of(n));
         address(order, last.as_deref())
     });
-    let sorts = Sorts(
-        NotificationOrder::ALL
-            .into_iter()
-            .map(|o| (o.as_str(), address(o, None), o == order))
-            .collect(),
-    );
+    let sorts = Sorts::of(order, |o| address(o, None));
     let page = ListPage {
         layout: Layout::dashboard("Notifications · Varsel"),
         chrome: Chrome::of(&state, &signed, &csrf),

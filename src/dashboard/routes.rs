@@ -169,26 +169,92 @@ pub(super) fn query_id(field: &str, s: Option<&str>) -> Result<Option<i64>, WebE
     }
 }
 
-/// A list's `sort` parameter, read by the order's own `parse`; refused
-/// with the names of `all` when it is none of them.
-pub(super) fn sort_of<O: Copy>(
-    given: &str,
-    parse: impl Fn(&str) -> Option<O>,
-    all: &[O],
-    name: fn(O) -> &'static str,
-) -> Result<O, WebError> {
-    parse(given).ok_or_else(|| {
-        let names: Vec<&str> = all.iter().map(|o| name(*o)).collect();
-        WebError::BadRequest(format!("sort: {given:?} is none of {}", names.join(", ")))
-    })
+/// A list's orders as its `sort` parameter names them; the default is
+/// the list's own (by id), named by no parameter at all.
+pub(super) trait ListOrder: Copy + PartialEq + Default + 'static {
+    const ALL: &'static [Self];
+
+    /// The name in the URL, `-` in front when the order runs downwards.
+    fn name(self) -> &'static str;
+
+    /// The `sort` parameter's value: empty for the default order.
+    fn param(self) -> &'static str {
+        if self == Self::default() {
+            ""
+        } else {
+            self.name()
+        }
+    }
+}
+
+impl ListOrder for crate::findings::query::FindingOrder {
+    const ALL: &'static [Self] = &Self::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl ListOrder for crate::notifications::store::NotificationOrder {
+    const ALL: &'static [Self] = &Self::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// A list's `sort` parameter: empty is the default order; one that is
+/// none of the list's is refused with their names.
+pub(super) fn sort_of<O: ListOrder>(given: &str) -> Result<O, WebError> {
+    match given.trim() {
+        "" => Ok(O::default()),
+        s => O::ALL
+            .iter()
+            .copied()
+            .find(|o| o.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = O::ALL.iter().map(|o| o.name()).collect();
+                WebError::BadRequest(format!("sort: {given:?} is none of {}", names.join(", ")))
+            }),
+    }
+}
+
+/// A list's address: `path` with those of `pairs` that say something
+/// (trimmed, not empty), so that a shared view carries its filters, its
+/// order and its page, and nothing else.
+pub(super) fn list_address(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut url = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        let value = value.trim();
+        if !value.is_empty() {
+            url.append_pair(name, value);
+        }
+    }
+    let query = url.finish();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 /// The orders a list's headers offer: each order's name (a `-` in front
 /// when it runs downwards), the list's address in it (filters kept, from
 /// the first page), and whether it is the order shown.
-pub(super) struct Sorts(pub Vec<(&'static str, String, bool)>);
+pub(super) struct Sorts(Vec<(&'static str, String, bool)>);
 
 impl Sorts {
+    /// Every order of the list, `shown` marked; `address` makes the list's
+    /// first page in an order.
+    pub fn of<O: ListOrder>(shown: O, address: impl Fn(O) -> String) -> Self {
+        Sorts(
+            O::ALL
+                .iter()
+                .map(|&o| (o.name(), address(o), o == shown))
+                .collect(),
+        )
+    }
+
     /// The address of the list in `order`.
     pub fn link(&self, order: &str) -> &str {
         self.0

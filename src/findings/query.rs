@@ -225,14 +225,6 @@ impl FindingOrder {
         }
     }
 
-    /// Empty is the default order.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "" => Some(FindingOrder::Id),
-            s => Self::ALL.into_iter().find(|o| o.as_str() == s),
-        }
-    }
-
     fn column(self) -> &'static str {
         match self {
             FindingOrder::Id => "f.id",
@@ -252,24 +244,16 @@ impl FindingOrder {
         match self {
             FindingOrder::Id => f.id.to_string(),
             FindingOrder::Address => format!("{}_{}", f.ip, f.id),
-            FindingOrder::FirstSeen => format!("{}_{}", f.first_seen.to_rfc3339(), f.id),
-            FindingOrder::FirstSeenNewest => format!("{}_{}", f.first_seen.to_rfc3339(), f.id),
+            FindingOrder::FirstSeen | FindingOrder::FirstSeenNewest => {
+                format!("{}_{}", f.first_seen.to_rfc3339(), f.id)
+            }
         }
     }
 
     /// Narrows `q` to the rows after `cursor` (see [`Self::cursor_of`]).
     fn push_after(self, q: &mut QueryBuilder<'_, Postgres>, cursor: &str) -> DomainResult<()> {
-        let bad = || {
-            DomainError::invalid(
-                "after",
-                format!("{cursor:?} is not a page of this list (start from its first page)"),
-            )
-        };
-        let (value, id) = match cursor.rsplit_once('_') {
-            Some((value, id)) => (Some(value), id),
-            None => (None, cursor),
-        };
-        let id: i64 = id.parse().map_err(|_| bad())?;
+        let bad = || crate::domain::not_a_page(cursor);
+        let (value, id) = crate::domain::page_cursor(cursor)?;
         let op = if self.descending() { " < " } else { " > " };
         match (self, value) {
             (FindingOrder::Id, None) => {

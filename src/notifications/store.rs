@@ -95,14 +95,6 @@ impl NotificationOrder {
         }
     }
 
-    /// Empty is the default order.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "" => Some(NotificationOrder::Id),
-            s => Self::ALL.into_iter().find(|o| o.as_str() == s),
-        }
-    }
-
     /// Where the page after `n` starts: `id`, or `value_id` (the id is
     /// after the last `_`, whatever the value holds).
     pub fn cursor_of(self, n: &Notification) -> String {
@@ -133,22 +125,15 @@ pub async fn list_in_order(
     after: Option<&str>,
     limit: usize,
 ) -> DomainResult<Vec<Notification>> {
-    let bad = |cursor: &str| {
-        DomainError::invalid(
-            "after",
-            format!("{cursor:?} is not a page of this list (start from its first page)"),
-        )
-    };
-    let (value, id) = match after {
-        None => (None, None),
-        Some(cursor) => {
-            let (value, id) = match (order, cursor.rsplit_once('_')) {
-                (NotificationOrder::Id, None) => (None, cursor),
-                (NotificationOrder::Id, Some(_)) | (_, None) => return Err(bad(cursor)),
-                (_, Some((value, id))) => (Some(value.to_owned()), id),
-            };
-            (value, Some(id.parse::<i64>().map_err(|_| bad(cursor))?))
-        }
+    let (value, id) = match after.map(|c| (c, crate::domain::page_cursor(c))) {
+        None => (None, 0),
+        Some((cursor, cut)) => match (order, cut?) {
+            (NotificationOrder::Id, (None, id)) => (None, id),
+            (NotificationOrder::Id, _) | (_, (None, _)) => {
+                return Err(crate::domain::not_a_page(cursor));
+            }
+            (_, (Some(value), id)) => (Some(value), id),
+        },
     };
     let after_clause = match order {
         // $6 (the value) is always none here, but the statement takes it.
@@ -166,7 +151,7 @@ pub async fn list_in_order(
             AND ($4::bigint IS NULL OR n.organisation_id = $4)
           ORDER BY {order_by} LIMIT $5"
     ))
-    .bind(id.unwrap_or(0))
+    .bind(id)
     .bind(q.status.map(NotificationStatus::as_str))
     .bind(q.campaign_id)
     .bind(q.organisation_id)

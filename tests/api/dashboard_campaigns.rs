@@ -11,7 +11,7 @@ use crate::advisory::hidden;
 use crate::dashboard::{Client, PASSWORD, operator};
 use crate::notifications::{
     MARCH_5, active_campaign, approve_all, notification_of, organisation, push, send_mail,
-    spawn_app, timeline_kinds,
+    spawn_app,
 };
 use crate::smtp::SmtpServer;
 
@@ -474,11 +474,22 @@ async fn a_delivery_shows_the_message_as_sent_and_is_resent_with_the_same_link()
     assert_eq!(second.rcpt_tos, ["security@a.example.no"]);
     assert_ne!(second.message_id, first.message_id);
     assert_eq!(second.text, first.text, "the same message, the same link");
-    assert!(
-        timeline_kinds(&app, id)
-            .await
-            .contains(&"mail_queued".to_owned())
-    );
+    // On the timeline as a mail queued for the resend, naming the copy (the
+    // initial mail's `mail_queued` is there too, so the occasion tells).
+    let (status, events) = app
+        .get(&format!("/api/v1/notifications/{id}/timeline"), &app.read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let resent = events
+        .as_array()
+        .or_else(|| events["items"].as_array())
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "mail_queued" && e["detail"]["occasion"] == "resend")
+        .cloned()
+        .unwrap_or_else(|| panic!("a resend on the timeline: {events}"));
+    assert_eq!(resent["detail"]["resends"], delivery);
+    assert_eq!(resent["detail"]["deliveries"][0], copy);
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_events WHERE action = 'delivery.resend' AND subject = $1",
     )
