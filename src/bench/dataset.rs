@@ -880,6 +880,7 @@ mod tests {
                     ips.push(o.ip);
                 }
                 Item::Rejected(e) => panic!("{e:?}"),
+                Item::Note(n) => panic!("{n}"),
             }
         }
         assert_eq!(ips.len() as u64, summary.observations);

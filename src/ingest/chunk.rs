@@ -175,6 +175,7 @@ pub fn prepare(
                 }
             }
             Item::Rejected(e) => summary.reject(e),
+            Item::Note(note) => summary.note(note),
         }
     }
     if observations.is_empty() {

@@ -93,9 +93,19 @@ pub struct IngestSummary {
     pub errors_truncated: bool,
     pub findings: FindingCounts,
     pub attribution: AttributionCounts,
+    /// What the client should know about the input as a whole, e.g. a
+    /// report type stored without a mapping. Each note once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl IngestSummary {
+    pub(super) fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
     pub(super) fn reject(&mut self, e: LineError) {
         self.rejected += 1;
         if self.errors.len() < MAX_LISTED_ERRORS {

@@ -199,6 +199,11 @@ pub enum Item {
     /// future, can still point at the line.
     Observation(Observation, u64),
     Rejected(LineError),
+    /// Something the client should know about the input as a whole that
+    /// rejects nothing, e.g. a Shadowserver report type Varsel has no
+    /// mapping for (its rows are stored as exposures). Listed once in the
+    /// answer's `notes`.
+    Note(String),
 }
 
 /// Streams the input; never reads it whole. After an Err the iterator ends.
@@ -451,7 +456,7 @@ mod observation_lines {
             .into_iter()
             .filter_map(|i| match i {
                 Item::Observation(_, line) => Some(line),
-                Item::Rejected(_) => None,
+                Item::Rejected(_) | Item::Note(_) => None,
             })
             .collect()
     }

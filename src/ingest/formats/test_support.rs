@@ -56,7 +56,7 @@ pub(crate) fn observations(items: &[Item]) -> Vec<&Observation> {
         .iter()
         .filter_map(|i| match i {
             Item::Observation(o, _) => Some(o),
-            Item::Rejected(_) => None,
+            Item::Rejected(_) | Item::Note(_) => None,
         })
         .collect()
 }
@@ -66,7 +66,7 @@ pub(crate) fn rejections(items: &[Item]) -> Vec<&LineError> {
         .iter()
         .filter_map(|i| match i {
             Item::Rejected(e) => Some(e),
-            Item::Observation(..) => None,
+            Item::Observation(..) | Item::Note(_) => None,
         })
         .collect()
 }
