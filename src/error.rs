@@ -40,7 +40,8 @@ pub enum ApiError {
     /// The same `Idempotency-Key` came with a different request.
     #[error("Idempotency-Key was already used for a different request")]
     IdempotencyMismatch,
-    /// A bulk input with rejected lines, refused as a whole (`atomic=true`).
+    /// A bulk input with rejected lines, refused as a whole (`atomic=true`,
+    /// or every line was rejected).
     #[error("{rejected} line(s) rejected; nothing was stored")]
     Rejected {
         rejected: u64,

@@ -196,7 +196,8 @@ pub struct PushQuery {
     /// without it, the `filename` of a `Content-Disposition` header.
     pub filename: Option<String>,
     /// `true`: store nothing if any line is rejected. Default `false`: store
-    /// the valid lines and report the rejected ones.
+    /// the valid lines and report the rejected ones. Either way, a request
+    /// whose every line is rejected stores nothing and answers 422.
     #[serde(default)]
     pub atomic: bool,
 }
@@ -349,7 +350,17 @@ async fn push_observations(
         }
     }
     let (summary, hash) = pipeline::ingest(&state, &mut tx, spec, rules, hasher).await?;
-    if q.atomic && summary.rejected > 0 {
+    // A request that stores nothing is never a success: generic clients
+    // (IntelMQ's REST output bot among them) look at the status only, and
+    // would drop what they sent.
+    if summary.accepted == 0 && summary.rejected == 0 {
+        tx.rollback().await?;
+        return Err(ApiError::invalid(
+            "body",
+            "the body holds no observations; nothing was stored",
+        ));
+    }
+    if summary.rejected > 0 && (q.atomic || summary.accepted == 0) {
         tx.rollback().await?;
         return Err(ApiError::Rejected {
             rejected: summary.rejected,

@@ -928,12 +928,16 @@ async fn retention_drops_whole_expired_months() {
 #[tokio::test]
 async fn observations_older_than_the_retention_period_are_refused() {
     let app = spawn_app_with(|s| s.retention_days = 30).await;
-    let r = push_lines(
-        &app,
-        &[line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable")],
-    )
-    .await;
-    assert_eq!(r["rejected"], 1);
+    let (status, r) = app
+        .push(
+            "/api/v1/observations",
+            NDJSON,
+            line("192.0.2.1", "2021-03-05T10:00:00Z", "vulnerable"),
+        )
+        .await;
+    // Nothing stored: not a success.
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["type"], "urn:varsel:problem:rejected-lines");
     assert_eq!(r["errors"][0]["field"], "observed_at");
     assert!(
         r["errors"][0]["reason"]
