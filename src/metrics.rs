@@ -15,6 +15,7 @@ pub struct Metrics {
     pub observations_rejected: IntCounter,
     pub addresses_attributed: IntCounter,
     pub findings_refolds: IntCounter,
+    pub findings_replays: IntCounter,
 }
 
 impl Metrics {
@@ -44,12 +45,17 @@ impl Metrics {
             "findings_refolds_total",
             "Ingest chunks folded again because another request changed the same findings",
         )?;
+        let findings_replays = IntCounter::new(
+            "findings_replays_total",
+            "Finding keys folded again from all their inputs because one arrived late",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(observations_accepted.clone()))?;
         registry.register(Box::new(observations_rejected.clone()))?;
         registry.register(Box::new(addresses_attributed.clone()))?;
         registry.register(Box::new(findings_refolds.clone()))?;
+        registry.register(Box::new(findings_replays.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -58,6 +64,7 @@ impl Metrics {
             observations_rejected,
             addresses_attributed,
             findings_refolds,
+            findings_replays,
         })
     }
 

@@ -27,14 +27,16 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::formats::Item;
 use super::observation::{LineError, Observation};
-use super::pipeline::{FindingCounts, IngestSummary, RunRules};
+use super::pipeline::{IngestSummary, RunRules};
 use super::store::{self, StoredObservation};
 use crate::app::AppState;
 use crate::attribution::table::{Match, PrefixTable};
 use crate::db::ids::{self, IdSeries};
 use crate::error::ApiError;
-use crate::findings::fold::{self, Folded, Owner, Seen};
-use crate::findings::store::{self as finding_store, Current, Key, NewEvent};
+use crate::findings::coverage::Coverage;
+use crate::findings::fold::{Input, Owner, Seen};
+use crate::findings::store::{self as finding_store, Current, Key};
+use crate::findings::writer::{self, Group, Written};
 
 /// A chunk admitted and attributed, its observations grouped by finding key
 /// in key order.
@@ -170,7 +172,10 @@ pub fn prepare(
         match item {
             Item::Observation(o, line) => {
                 match admit(&o, rules, line, now, state.settings.retention_days) {
-                    Ok(()) => observations.push(o),
+                    Ok(()) => {
+                        summary.widen_span(o.observed_at);
+                        observations.push(o);
+                    }
                     Err(e) => summary.reject(e),
                 }
             }
@@ -221,10 +226,12 @@ pub fn prepare(
 /// Stores a prepared chunk: findings first (the observations point at
 /// them), then the observations. `read` is what a read outside the
 /// transaction found for the chunk's keys, if one was made.
+#[allow(clippy::too_many_arguments)]
 pub async fn store(
     state: &AppState,
     tx: &mut Transaction<'static, Postgres>,
     rules: &RunRules,
+    coverage: &Coverage,
     chunk: Chunk,
     read: Option<Current>,
     touched: &mut Touched,
@@ -237,8 +244,10 @@ pub async fn store(
     )
     .await?;
     let first_id = ids::reserve(tx, IdSeries::Observations, chunk.observations.len()).await?;
-    let finding_ids =
-        fold_into_findings(state, tx, &chunk, first_id, read, touched, rules, summary).await?;
+    let finding_ids = fold_into_findings(
+        state, tx, &chunk, first_id, read, touched, rules, coverage, summary,
+    )
+    .await?;
     let folded = started.elapsed();
 
     let rows: Vec<StoredObservation<'_>> = chunk
@@ -279,6 +288,7 @@ async fn fold_into_findings(
     mut read: Option<Current>,
     touched: &mut Touched,
     rules: &RunRules,
+    coverage: &Coverage,
     summary: &mut IngestSummary,
 ) -> Result<Vec<Option<i64>>, ApiError> {
     // Each failed attempt saw a competing transaction's committed change,
@@ -286,14 +296,29 @@ async fn fold_into_findings(
     const ATTEMPTS: usize = 20;
     for attempt in 1..=ATTEMPTS {
         let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
-        match fold_once(&mut savepoint, chunk, first_id, read.take(), touched, rules).await? {
-            Some(folding) => {
+        let folded = fold_once(
+            &mut savepoint,
+            chunk,
+            first_id,
+            read.take(),
+            touched,
+            rules,
+            coverage,
+        )
+        .await?;
+        match folded {
+            Some((observation_finding, written)) => {
                 savepoint.commit().await?;
-                summary.findings.add(&folding.counts);
-                for key in folding.written {
+                summary.findings.add_counts(&written.counts);
+                for key in written.written {
                     touched.insert(key);
                 }
-                return Ok(folding.observation_finding);
+                summary.findings.replayed += written.replayed as u64;
+                state
+                    .metrics
+                    .findings_replays
+                    .inc_by(written.replayed as u64);
+                return Ok(observation_finding);
             }
             None => {
                 savepoint.rollback().await?;
@@ -307,15 +332,6 @@ async fn fold_into_findings(
     ))
 }
 
-/// What a fold wrote.
-struct Folding<'c> {
-    /// The finding of each observation of the chunk, if it has one.
-    observation_finding: Vec<Option<i64>>,
-    counts: FindingCounts,
-    /// Keys whose findings were inserted or updated.
-    written: Vec<&'c Key>,
-}
-
 /// `None` when a concurrent request created or rewrote one of the same
 /// findings first (fold again).
 async fn fold_once<'c>(
@@ -325,9 +341,9 @@ async fn fold_once<'c>(
     read: Option<Current>,
     touched: &Touched,
     rules: &RunRules,
-) -> Result<Option<Folding<'c>>, ApiError> {
+    coverage: &Coverage,
+) -> Result<Option<(Vec<Option<i64>>, Written<'c>)>, ApiError> {
     let keys = chunk.keys();
-    let t0 = Instant::now();
     let current = match read {
         Some(mut read) => {
             let own: Vec<&Key> = keys
@@ -341,125 +357,47 @@ async fn fold_once<'c>(
         }
         None => finding_store::read_current(conn, &keys).await?,
     };
-    let Current {
-        findings: mut existing,
-        versions,
-    } = current;
-    let t_read = t0.elapsed();
     let observations = &chunk.observations;
     let owners = &chunk.owners;
     // In key order (the chunk's order): new findings are written, and get
     // their ids, in the same order by every batch, so two batches creating
     // the same findings wait for each other instead of deadlocking.
-    let mut folds: Vec<(&Key, &Vec<usize>, Folded)> = Vec::with_capacity(chunk.groups.len());
-    for (key, indices) in &chunk.groups {
-        let seen: Vec<Seen<'_>> = indices
-            .iter()
-            .map(|&i| Seen {
-                observation_id: first_id + i as i64,
-                observed_at: observations[i].observed_at,
-                state: observations[i].state,
-                severity: observations[i].severity,
-                cves: &observations[i].cves,
-                owner: owners[i],
-            })
-            .collect();
-        let folded = fold::fold(existing.remove(key), &seen);
-        folds.push((key, indices, folded));
-    }
-
-    // Updates first: a finding superseded here must stop being current
-    // before its successor is inserted.
-    let t_fold = t0.elapsed();
-    let mut updates: Vec<&fold::FindingState> = folds
+    let groups: Vec<Group<'c>> = chunk
+        .groups
         .iter()
-        .flat_map(|(_, _, f)| f.findings.iter())
-        .filter(|s| s.id.is_some() && s.dirty)
-        .collect();
-    // In id order, like every other batch: concurrent updates of the same
-    // findings then queue behind each other instead of deadlocking.
-    updates.sort_unstable_by_key(|s| s.id);
-    if !finding_store::update_existing(conn, &updates, &versions).await? {
-        return Ok(None);
-    }
-    let t_update = t0.elapsed();
-
-    let new_rows: Vec<(&Key, &fold::FindingState)> = folds
-        .iter()
-        .flat_map(|(k, _, f)| {
-            f.findings
+        .map(|(key, indices)| Group {
+            key,
+            inputs: indices
                 .iter()
-                .filter(|s| s.id.is_none())
-                .map(move |s| (*k, s))
+                .map(|&i| {
+                    Input::Observation(Seen {
+                        observation_id: first_id + i as i64,
+                        scan_run_id: rules.scan_run_id,
+                        observed_at: observations[i].observed_at,
+                        state: observations[i].state,
+                        severity: observations[i].severity,
+                        cves: &observations[i].cves,
+                        owner: owners[i],
+                    })
+                })
+                .collect(),
         })
         .collect();
-    let first_new = if new_rows.is_empty() {
-        0
-    } else {
-        ids::reserve(conn, IdSeries::Findings, new_rows.len()).await?
-    };
-    let numbered: Vec<(i64, &Key, &fold::FindingState)> = new_rows
-        .iter()
-        .enumerate()
-        .map(|(i, (k, f))| (first_new + i as i64, *k, *f))
-        .collect();
-    let (updates_len, inserts_len) = (updates.len(), numbered.len());
-    if !finding_store::copy_new(conn, &numbered).await? {
+    let t0 = Instant::now();
+    let Some(written) = writer::write(conn, &groups, current, coverage).await? else {
         return Ok(None);
-    }
-    let mut new_ids = numbered.iter().map(|(id, _, _)| *id);
-
-    let mut counts = FindingCounts::default();
+    };
     let mut observation_finding = vec![None; observations.len()];
-    let mut events = Vec::new();
-    for (_, indices, folded) in &folds {
-        let ids: Vec<Option<i64>> = folded
-            .findings
-            .iter()
-            .map(|s| s.id.or_else(|| new_ids.next()))
-            .collect();
-        for (pos, slot) in folded.observation_finding.iter().enumerate() {
-            observation_finding[indices[pos]] = slot.and_then(|s| ids[s]);
-        }
-        for event in &folded.events {
-            if let Some(finding_id) = ids[event.finding] {
-                match event.kind {
-                    fold::EventKind::Opened => counts.opened += 1,
-                    fold::EventKind::Reopened => counts.reopened += 1,
-                    fold::EventKind::Changed => counts.changed += 1,
-                    fold::EventKind::Escalated => counts.escalated += 1,
-                    fold::EventKind::Resolved => counts.resolved += 1,
-                }
-                events.push(NewEvent {
-                    finding_id,
-                    scan_run_id: rules.scan_run_id,
-                    event,
-                });
-            }
+    for ((_, indices), ids) in chunk.groups.iter().zip(&written.input_finding) {
+        for (&i, id) in indices.iter().zip(ids) {
+            observation_finding[i] = *id;
         }
     }
-    let t_write = t0.elapsed();
-    finding_store::insert_events(conn, &events).await?;
     tracing::debug!(
         keys = keys.len(),
-        read_ms = t_read.as_millis() as u64,
-        updates = updates_len,
-        fold_ms = (t_fold - t_read).as_millis() as u64,
-        update_ms = (t_update - t_fold).as_millis() as u64,
-        inserts = inserts_len,
-        insert_ms = (t_write - t_update).as_millis() as u64,
-        events = events.len(),
-        events_ms = (t0.elapsed() - t_write).as_millis() as u64,
+        replayed = written.replayed,
+        ms = t0.elapsed().as_millis() as u64,
         "findings folded"
     );
-    let written = folds
-        .iter()
-        .filter(|(_, _, f)| f.findings.iter().any(|s| s.id.is_none() || s.dirty))
-        .map(|(key, _, _)| *key)
-        .collect();
-    Ok(Some(Folding {
-        observation_finding,
-        counts,
-        written,
-    }))
+    Ok(Some((observation_finding, written)))
 }

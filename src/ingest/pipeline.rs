@@ -18,6 +18,7 @@ use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 
 use axum::body::Body;
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -33,6 +34,7 @@ use super::observation::LineError;
 use crate::app::AppState;
 use crate::attribution::table::PrefixTable;
 use crate::error::ApiError;
+use crate::findings::coverage::Coverage;
 use crate::findings::store::{self as finding_store, Current};
 
 /// Rejected lines listed in a response; the count covers all of them.
@@ -54,6 +56,7 @@ pub struct RunRules {
     pub scope: Vec<IpNet>,
 }
 
+/// What a batch did to findings: history events by kind.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FindingCounts {
     pub opened: u64,
@@ -61,6 +64,13 @@ pub struct FindingCounts {
     pub changed: u64,
     pub escalated: u64,
     pub resolved: u64,
+    /// Open compromised findings a scan run did not see (kept open).
+    #[serde(default)]
+    pub missed: u64,
+    /// Findings whose whole history was folded again because an
+    /// observation arrived late (older than what they were folded from).
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 impl FindingCounts {
@@ -70,6 +80,17 @@ impl FindingCounts {
         self.changed += other.changed;
         self.escalated += other.escalated;
         self.resolved += other.resolved;
+        self.missed += other.missed;
+        self.replayed += other.replayed;
+    }
+
+    pub(super) fn add_counts(&mut self, c: &crate::findings::writer::EventCounts) {
+        self.opened += c.opened;
+        self.reopened += c.reopened;
+        self.changed += c.changed;
+        self.escalated += c.escalated;
+        self.resolved += c.resolved + c.closed;
+        self.missed += c.missed;
     }
 }
 
@@ -97,9 +118,19 @@ pub struct IngestSummary {
     /// report type stored without a mapping. Each note once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The earliest and latest time of the accepted observations.
+    #[serde(skip)]
+    pub(super) span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl IngestSummary {
+    pub(super) fn widen_span(&mut self, at: DateTime<Utc>) {
+        self.span = Some(match self.span {
+            Some((from, to)) => (from.min(at), to.max(at)),
+            None => (at, at),
+        });
+    }
+
     pub(super) fn note(&mut self, note: String) {
         if !self.notes.contains(&note) {
             self.notes.push(note);
@@ -300,11 +331,23 @@ pub async fn ingest(
     .execute(&mut **tx)
     .await?;
     let table = state.attributor.current(&state.pool).await?;
+    // Which finished runs covered which keys; none can finish while this
+    // batch holds the writer lock.
+    let coverage = Coverage::load(tx).await?;
     let mut summary = IngestSummary {
         scan_run_id: rules.scan_run_id,
         ..IngestSummary::default()
     };
-    let stored = store_chunks(state, tx, &table, &rules, &mut receiver, &mut summary).await;
+    let stored = store_chunks(
+        state,
+        tx,
+        &table,
+        &rules,
+        &coverage,
+        &mut receiver,
+        &mut summary,
+    )
+    .await;
     // Dropping the receiver stops the parser at its next chunk.
     drop(receiver);
     stored?;
@@ -315,18 +358,11 @@ pub async fn ingest(
             ApiError::Internal(anyhow::anyhow!("the parser ended without a request hash"))
         })?;
     if let Some(id) = rules.scan_run_id {
-        sqlx::query(
-            "UPDATE scan_runs SET observations_accepted = observations_accepted + $2,
-                                  observations_rejected = observations_rejected + $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(summary.accepted as i64)
-        .bind(summary.rejected as i64)
-        .execute(&mut **tx)
-        .await?;
+        super::scans::record_batch(tx, id, summary.accepted, summary.rejected, summary.span)
+            .await?;
     }
     let f = &summary.findings;
-    if f.opened + f.reopened + f.changed + f.escalated + f.resolved > 0 {
+    if f.opened + f.reopened + f.changed + f.escalated + f.resolved + f.missed + f.replayed > 0 {
         // Committed with the findings: drafting notifications for them.
         crate::notifications::drafting::enqueue_if_active(tx, state.clock.now()).await?;
     }
@@ -345,6 +381,7 @@ async fn store_chunks(
     tx: &mut Transaction<'static, Postgres>,
     table: &PrefixTable,
     rules: &RunRules,
+    coverage: &Coverage,
     receiver: &mut mpsc::Receiver<Msg>,
     summary: &mut IngestSummary,
 ) -> Result<(), ApiError> {
@@ -381,7 +418,17 @@ async fn store_chunks(
     let write = async move {
         let mut touched = Touched::default();
         while let Some((chunk, read)) = next.recv().await {
-            chunk::store(state, tx, rules, chunk, read, &mut touched, written).await?;
+            chunk::store(
+                state,
+                tx,
+                rules,
+                coverage,
+                chunk,
+                read,
+                &mut touched,
+                written,
+            )
+            .await?;
         }
         Ok::<_, ApiError>(())
     };

@@ -8,14 +8,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use sha2::Digest;
 
 use super::formats::Format;
 use super::idempotency::{self, IdempotencyKey, JsonAnswer};
 use super::pipeline::{self, BodySpec, IngestSummary, RunRules};
-use super::scans::{self, FinishScanRun, NewScanRun, ScanRun};
+use super::scans::{self, FinishScanRun, NewScanRun, ScanRun, ScanRunDetail};
 use crate::app::AppState;
 use crate::auth::{Caller, Client, Ingest, ReadOrIngest, Scope};
 use crate::error::{ApiError, ApiResult};
@@ -133,23 +132,25 @@ pub async fn create_scan(
     req: Request,
 ) -> ApiResult<Response> {
     idempotent_json(&state, &client, req, async |conn, new: NewScanRun| {
-        let run = scans::create(conn, client.id, new).await?;
+        let run = scans::create(conn, client.id, new, state.clock.now()).await?;
         JsonAnswer::new(StatusCode::CREATED, &run)
     })
     .await
 }
 
-/// A scan run with its counts.
+/// A scan run with its counts, and the findings it resolved and kept open
+/// by not seeing them.
 #[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "ingest", params(("id" = i64, Path)),
-    responses((status = 200, body = ScanRun), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ScanRunDetail), (status = 404, body = crate::error::Problem)),
     security(("bearer" = ["read", "ingest"])))]
 pub async fn show_scan(
     _caller: Caller<ReadOrIngest>,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ScanRun>> {
+) -> ApiResult<Json<ScanRunDetail>> {
     let mut conn = state.pool.acquire().await?;
-    Ok(Json(scans::fetch(&mut conn, id, false).await?))
+    let run = scans::fetch(&mut conn, id, false).await?;
+    Ok(Json(scans::detail(&mut conn, run).await?))
 }
 
 fn own_run(client: &Client, run: &ScanRun) -> ApiResult<()> {
@@ -160,11 +161,14 @@ fn own_run(client: &Client, run: &ScanRun) -> ApiResult<()> {
     }
 }
 
-/// Finish a scan run; with a scope, resolves the open findings of its checks
-/// inside the scope that it did not see.
+/// Finish a scan run. With a scope, every open finding of its checks inside
+/// the scope of which the run stored no observation is resolved, except
+/// those with signs of compromise: absence never resolves a compromise, so
+/// they stay open, marked not seen since their last sighting. What the run
+/// saw it never resolves, whatever the clocks say. The answer lists both.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/finish", tag = "ingest", request_body = FinishScanRun,
     params(("id" = i64, Path)),
-    responses((status = 200, body = ScanRun), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = ScanRunDetail), (status = 409, body = crate::error::Problem)),
     security(("bearer" = ["ingest"])))]
 pub async fn finish_scan(
     client: Caller<Ingest>,
@@ -175,8 +179,9 @@ pub async fn finish_scan(
     idempotent_json(&state, &client, req, async |conn, finish: FinishScanRun| {
         let run = scans::fetch(conn, id, true).await?;
         own_run(&client, &run)?;
-        let finished_at = finish.finished_at.unwrap_or_else(Utc::now);
-        let run = scans::finish(conn, &run, finished_at).await?;
+        let now = state.clock.now();
+        let finished_at = finish.finished_at.unwrap_or(now);
+        let run = scans::finish(conn, &run, finished_at, now).await?;
         JsonAnswer::new(StatusCode::OK, &run)
     })
     .await

@@ -770,10 +770,25 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
     drop(a_tx);
     wait_for_backends(&app, WAITING_TO_UPDATE_A_FINDING, 1).await;
     // Meanwhile another writer (one that does not take the writers' lock:
-    // an operator with psql, say) records a later compromise of `f`.
+    // an operator with psql, say) records a later compromise of `f`, as
+    // ingest would: the observation, and the finding folded from it.
+    sqlx::query(
+        "INSERT INTO observations (id, observed_at, finding_id, ip, port, protocol, check_id, state,
+                                   raw, attribution)
+         SELECT 1000, '2021-03-05T12:00:00Z', id, ip, port, protocol, check_id, 'compromised', '{}', 'none'
+           FROM findings WHERE ip = $1::inet",
+    )
+    .bind(f)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
     sqlx::query(
         "UPDATE findings SET state = 'compromised', worst_state = 'compromised',
-                last_seen = '2021-03-05T12:00:00Z' WHERE ip = $1::inet",
+                escalated_at = '2021-03-05T12:00:00Z', last_seen = '2021-03-05T12:00:00Z',
+                last_observation_id = 1000,
+                folded_at = '2021-03-05T12:00:00Z', folded_rank = 4,
+                changed_at = '2021-03-05T12:00:00Z', changed_rank = 4
+          WHERE ip = $1::inet",
     )
     .bind(f)
     .execute(&mut *holder)
