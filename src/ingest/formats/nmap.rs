@@ -11,7 +11,7 @@
 //! fails as a whole.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Read};
+use std::io::BufRead;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -23,89 +23,12 @@ use super::fields::{
     EvidenceBuilder, clip_text, cves_in_text, evidence_string, normalise_cve, normalise_protocol,
     parse_severity, push_cve, validate_check,
 };
-use super::input::read_retrying;
+use super::xml_input::{LineCounting, attribute, xml_error};
 use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
 const OPEN_PORT_CHECK: &str = "open-port";
 const VULNERS: &str = "vulners";
-
-// ---------------------------------------------------------------------------
-// Line counting
-
-/// A buffered reader that remembers where newlines were, so a byte position
-/// from quick-xml can be turned into a line number. Only recent newlines are
-/// kept (the positions asked about are always close to the read position).
-struct LineCounting<R> {
-    inner: R,
-    buf: Box<[u8]>,
-    pos: usize,
-    filled: usize,
-    consumed: u64,
-    newlines: u64,
-    recent: VecDeque<u64>,
-}
-
-const RECENT_NEWLINES: usize = 4096;
-
-impl<R: Read> LineCounting<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
-            pos: 0,
-            filled: 0,
-            consumed: 0,
-            newlines: 0,
-            recent: VecDeque::with_capacity(RECENT_NEWLINES),
-        }
-    }
-
-    /// 1-based line of byte offset `at`.
-    fn line_at(&self, at: u64) -> u64 {
-        let after = self.recent.iter().rev().take_while(|&&nl| nl >= at).count() as u64;
-        1 + self.newlines - after
-    }
-
-    fn current_line(&self) -> u64 {
-        1 + self.newlines
-    }
-}
-
-impl<R: Read> Read for LineCounting<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: Read> BufRead for LineCounting<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos >= self.filled {
-            self.filled = read_retrying(&mut self.inner, &mut self.buf)?;
-            self.pos = 0;
-        }
-        Ok(&self.buf[self.pos..self.filled])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        let end = (self.pos + amt).min(self.filled);
-        for (i, &b) in self.buf[self.pos..end].iter().enumerate() {
-            if b == b'\n' {
-                self.newlines += 1;
-                if self.recent.len() == RECENT_NEWLINES {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(self.consumed + i as u64);
-            }
-        }
-        self.consumed += (end - self.pos) as u64;
-        self.pos = end;
-    }
-}
 
 // ---------------------------------------------------------------------------
 // What a host is made of
@@ -250,19 +173,6 @@ impl NmapSource {
 
     fn counter(&self) -> &LineCounting<Box<dyn BufRead + Send>> {
         self.reader.get_ref()
-    }
-
-    fn xml_error(&self, e: quick_xml::Error) -> InputError {
-        match e {
-            quick_xml::Error::Io(io) => InputError::Io(
-                std::sync::Arc::try_unwrap(io)
-                    .unwrap_or_else(|shared| io::Error::new(shared.kind(), shared.to_string())),
-            ),
-            other => {
-                let line = self.counter().line_at(self.reader.error_position());
-                InputError::malformed(line, format!("XML is not well formed: {other}"))
-            }
-        }
     }
 
     fn in_tag(&self, tag: Tag) -> bool {
@@ -454,21 +364,6 @@ impl NmapSource {
     }
 }
 
-/// An attribute's value, unescaped (`&#xa;` in script output); text with an
-/// unknown entity is kept as written rather than failing the document.
-fn attribute(e: &BytesStart<'_>, key: &[u8]) -> Result<Option<String>, String> {
-    for a in e.attributes() {
-        let a = a.map_err(|err| format!("XML is not well formed: {err}"))?;
-        if a.key.as_ref() == key {
-            return Ok(Some(match a.unescape_value() {
-                Ok(v) => v.into_owned(),
-                Err(_) => String::from_utf8_lossy(&a.value).into_owned(),
-            }));
-        }
-    }
-    Ok(None)
-}
-
 impl Source for NmapSource {
     fn fill(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
         if self.finished {
@@ -482,7 +377,7 @@ impl Source for NmapSource {
             // The event borrows `self.buf`; take what is needed out of it
             // before touching the rest of `self`.
             let step = match event {
-                Err(e) => return Err(self.xml_error(e)),
+                Err(e) => return Err(xml_error(&self.reader, e)),
                 Ok(Event::Start(e)) => Step::Open(e.into_owned(), false),
                 Ok(Event::Empty(e)) => Step::Open(e.into_owned(), true),
                 Ok(Event::End(_)) => Step::Close,
@@ -1209,16 +1104,5 @@ mod tests {
             super::super::test_support::FailingReader::boxed(&xml, 1000),
         );
         assert!(matches!(err, Some(InputError::Io(_))), "{err:?}");
-    }
-
-    #[test]
-    fn line_counter_maps_positions() {
-        let mut lc = LineCounting::new(io::Cursor::new(b"ab\ncd\nef".to_vec()));
-        let n = lc.fill_buf().unwrap().len();
-        lc.consume(n);
-        assert_eq!(lc.line_at(0), 1);
-        assert_eq!(lc.line_at(2), 1);
-        assert_eq!(lc.line_at(3), 2);
-        assert_eq!(lc.line_at(7), 3);
     }
 }
