@@ -388,10 +388,18 @@ fn other_format(keys: &TopLevelKeys) -> Option<(&'static str, &'static str, Vec<
         return Some(("nuclei", "nuclei output", vec![template, matched]));
     }
     if keys.masscan_ports {
-        return Some(("masscan", "masscan -oJ output", vec!["ports", "proto/status"]));
+        return Some((
+            "masscan",
+            "masscan -oJ output",
+            vec!["ports", "proto/status"],
+        ));
     }
     if keys.has("rec_type") && keys.has("proto") {
-        return Some(("masscan", "masscan --ndjson output", vec!["rec_type", "proto"]));
+        return Some((
+            "masscan",
+            "masscan --ndjson output",
+            vec!["rec_type", "proto"],
+        ));
     }
     if keys.has("source.ip") {
         return Some(("intelmq", "an IntelMQ event", vec!["source.ip"]));
