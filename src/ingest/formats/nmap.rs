@@ -950,8 +950,11 @@ mod tests {
         );
     }
 
-    /// One port with a `vulners` result whose entries are (id, cvss).
-    fn vulners_port(entries: &[(&str, &str)]) -> Observation {
+    /// `vulners` entries: (id, cvss as written).
+    type Entries<'a> = &'a [(&'a str, &'a str)];
+
+    /// One port with a `vulners` result of these entries.
+    fn vulners_port(entries: Entries<'_>) -> Observation {
         let tables: String = entries
             .iter()
             .map(|(id, cvss)| {
@@ -973,7 +976,7 @@ mod tests {
 
     #[test]
     fn vulners_any_cve_is_vulnerable_rated_by_the_highest_cvss() {
-        let cases: [(&[(&str, &str)], Option<Severity>); 7] = [
+        let cases: [(Entries<'_>, Option<Severity>); 7] = [
             (&[("CVE-2023-0001", "3.9")], Some(Severity::Low)),
             (
                 &[("CVE-2023-0001", "0.1"), ("CVE-2023-0002", "4.0")],
