@@ -377,7 +377,7 @@ impl Collected {
                     self.rejected.push((
                         pending.origin,
                         format!(
-                            "{}: no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has an abuse-mailbox",
+                            "{}: no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox",
                             pending.label
                         ),
                     ));
@@ -1038,11 +1038,11 @@ nic-hdl:      NOMAIL-RIPE
             [
                 (
                     20,
-                    "inetnum 203.0.113.0 - 203.0.113.255 (NOBODY-NET): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has an abuse-mailbox"
+                    "inetnum 203.0.113.0 - 203.0.113.255 (NOBODY-NET): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox"
                 ),
                 (
                     26,
-                    "inetnum 203.0.113.0 - 203.0.113.255 (NO-CONTACTS-AT-ALL): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has an abuse-mailbox"
+                    "inetnum 203.0.113.0 - 203.0.113.255 (NO-CONTACTS-AT-ALL): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox"
                 ),
                 (
                     38,
