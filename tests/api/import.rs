@@ -295,3 +295,83 @@ async fn ripe_import_counts_what_it_skipped_by_reason() {
         "{text}"
     );
 }
+
+/// An assignment with neither org: nor abuse-c: is owned by its admin-c, else
+/// tech-c, role with an abuse-mailbox, which becomes its abuse contact; the
+/// summary counts it; one no role answers for is still rejected.
+#[tokio::test]
+async fn ripe_assignment_owned_by_its_contact_role() {
+    let app = spawn_app().await;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(
+        b"inetnum:      192.0.2.0 - 192.0.2.255\n\
+          netname:      KOMMUNE-NET\n\
+          country:      NO\n\
+          admin-c:      KADM1-RIPE\n\
+          tech-c:       KTEC1-RIPE\n\
+          \n\
+          inetnum:      198.51.100.0 - 198.51.100.255\n\
+          netname:      SKOLE-NET\n\
+          country:      NO\n\
+          admin-c:      DUMY-RIPE\n\
+          tech-c:       KTEC1-RIPE\n\
+          \n\
+          inetnum:      203.0.113.0 - 203.0.113.255\n\
+          netname:      NOBODY-NET\n\
+          country:      NO\n\
+          admin-c:      DUMY-RIPE\n\
+          tech-c:       DUMY-RIPE\n\
+          \n\
+          role:         Kommune IT\n\
+          nic-hdl:      KADM1-RIPE\n\
+          abuse-mailbox: it@kommune.example.no,\n\
+          \n\
+          role:         Kommune drift\n\
+          nic-hdl:      KTEC1-RIPE\n\
+          abuse-mailbox: drift@kommune.example.no\n",
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap();
+    let s = import(&app, &["ripe", "--country", "NO", path]);
+    assert_eq!(s["networks"]["added"], 2, "{s}");
+    assert_eq!(s["organisations"]["added"], 2, "{s}");
+    assert_eq!(
+        s["inferred"],
+        serde_json::json!({
+            "inetnum/inet6num without org: or abuse-c:, owner from its admin-c role": 1,
+            "inetnum/inet6num without org: or abuse-c:, owner from its tech-c role": 1,
+        }),
+        "{s}"
+    );
+    let rejected = s["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{s}");
+    assert_eq!(rejected[0]["line"], 13);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NOBODY-NET"),
+        "{s}"
+    );
+
+    assert_eq!(owner(&app, "192.0.2.9", None).await, "KADM1-RIPE");
+    assert_eq!(owner(&app, "198.51.100.9", None).await, "KTEC1-RIPE");
+    assert_eq!(owner(&app, "203.0.113.9", None).await, Value::Null);
+    let (_, orgs) = app
+        .get("/api/v1/organisations?ref=KADM1-RIPE", &app.read)
+        .await;
+    assert_eq!(orgs["items"][0]["name"], "Kommune IT");
+    let id = orgs["items"][0]["id"].as_i64().unwrap();
+    let (_, contacts) = app
+        .get(&format!("/api/v1/organisations/{id}/contacts"), &app.read)
+        .await;
+    assert_eq!(contacts[0]["email"], "it@kommune.example.no");
+    assert_eq!(contacts[0]["role"], "abuse");
+
+    // The summary printed for people says so too.
+    let out = app.cli(&["import", "ripe", "--country", "NO", path, "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("inferred: 2"), "{text}");
+    assert!(text.contains("owner from its admin-c role"), "{text}");
+    app.run_jobs().await;
+}

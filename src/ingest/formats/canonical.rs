@@ -5,8 +5,17 @@
 //! This is the path bulk submitters use, so it is built for speed: a line is
 //! deserialized into borrowed fields (no copies of unescaped strings, evidence
 //! kept as a raw slice) and the only allocations are the observation's own.
+//!
+//! A key that is no canonical field rejects the line, naming it: a typo
+//! (`"cve"` for `"cves"`) must not drop what it carried. A line that is
+//! another tool's output (nuclei, masscan, IntelMQ) is rejected with the
+//! `format` that reads it; telling them apart looks at the line again, which
+//! only rejected lines pay for.
+
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::Item;
@@ -20,7 +29,10 @@ use crate::ingest::observation::{LineError, MAX_EVIDENCE_BYTES, Observation, Obs
 /// The canonical fields of one record, before validation. JSON and CSV both
 /// fill this; [`CanonicalFields::into_observation`] applies the rules once.
 #[derive(Debug, Default, Deserialize)]
-#[serde(expecting = "a JSON object with the canonical observation fields")]
+#[serde(
+    expecting = "a JSON object with the canonical observation fields",
+    deny_unknown_fields
+)]
 pub(crate) struct CanonicalFields<'a> {
     #[serde(borrow)]
     pub ip: Option<Loose<'a>>,
@@ -262,8 +274,176 @@ pub(crate) fn parse_record(line: u64, text: &str) -> Item {
             Ok(obs) => Item::Observation(obs, line),
             Err(e) => Item::Rejected(e),
         },
-        Err(e) => Item::Rejected(LineError::new(line, None, json_error(&e))),
+        Err(e) => Item::Rejected(
+            unknown_keys(line, text, &e)
+                .unwrap_or_else(|| LineError::new(line, None, json_error(&e))),
+        ),
     }
+}
+
+/// The canonical fields, in the order DESIGN.md lists them.
+const FIELDS: [&str; 13] = [
+    "ip",
+    "port",
+    "protocol",
+    "observed_at",
+    "check",
+    "state",
+    "cves",
+    "severity",
+    "hostname",
+    "product",
+    "version",
+    "asn",
+    "evidence",
+];
+
+/// Why a record with keys that are no canonical field was rejected: another
+/// tool's output, or the first unknown key. `None` when the record has no
+/// unknown key (the error was something else, e.g. a duplicate field).
+fn unknown_keys(line: u64, text: &str, e: &serde_json::Error) -> Option<LineError> {
+    if e.classify() != serde_json::error::Category::Data {
+        return None;
+    }
+    let keys = serde_json::from_str::<TopLevelKeys>(text).ok()?;
+    let first = keys.names.iter().find(|k| !FIELDS.contains(&k.as_str()))?;
+    let reason = match other_format(&keys) {
+        Some((format, tool, telling)) => format!(
+            "looks like {tool} ({}), not a canonical observation: send it with ?format={format}",
+            telling.join(", ")
+        ),
+        None => {
+            let hint = closest_field(first)
+                .map(|f| format!(" (did you mean \"{f}\"?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown field {}{hint}; expected one of {}",
+                quoted(first),
+                FIELDS.join(", ")
+            )
+        }
+    };
+    Some(LineError::new(line, Some(first.as_str()), reason))
+}
+
+/// The top-level keys of a JSON object in the order written, and what
+/// telling other tools' output apart needs of `ports` (masscan).
+#[derive(Debug, Default)]
+struct TopLevelKeys {
+    names: Vec<String>,
+    /// `ports` is an array of objects with `proto` or `status`.
+    masscan_ports: bool,
+}
+
+impl TopLevelKeys {
+    fn has(&self, key: &str) -> bool {
+        self.names.iter().any(|k| k == key)
+    }
+
+    fn first_of<'k>(&self, keys: &[&'k str]) -> Option<&'k str> {
+        keys.iter().copied().find(|k| self.has(k))
+    }
+}
+
+impl<'de> Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = TopLevelKeys;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevelKeys, A::Error> {
+                let mut keys = TopLevelKeys::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "ports" {
+                        let ports: serde_json::Value = map.next_value()?;
+                        keys.masscan_ports = ports.as_array().is_some_and(|ports| {
+                            ports
+                                .iter()
+                                .any(|p| p.get("proto").is_some() || p.get("status").is_some())
+                        });
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    keys.names.push(key);
+                }
+                Ok(keys)
+            }
+        }
+        d.deserialize_map(KeysVisitor)
+    }
+}
+
+/// `(format, what it is, the keys that tell)` when the record is clearly another
+/// tool's output that Varsel reads under its own `format`.
+fn other_format(keys: &TopLevelKeys) -> Option<(&'static str, &'static str, Vec<&'static str>)> {
+    // nuclei before and after v2.5.3 renamed its fields.
+    if let (Some(template), Some(matched)) = (
+        keys.first_of(&["template-id", "templateID"]),
+        keys.first_of(&["matched-at", "matched"]),
+    ) {
+        return Some(("nuclei", "nuclei output", vec![template, matched]));
+    }
+    if keys.masscan_ports {
+        return Some((
+            "masscan",
+            "masscan -oJ output",
+            vec!["ports", "proto/status"],
+        ));
+    }
+    if keys.has("rec_type") && keys.has("proto") {
+        return Some((
+            "masscan",
+            "masscan --ndjson output",
+            vec!["rec_type", "proto"],
+        ));
+    }
+    if keys.has("source.ip") {
+        return Some(("intelmq", "an IntelMQ event", vec!["source.ip"]));
+    }
+    if keys.has("raw") {
+        if let Some(key) = keys.first_of(&["feed.name", "classification.type"]) {
+            return Some(("intelmq", "an IntelMQ event", vec!["raw", key]));
+        }
+    }
+    None
+}
+
+/// The canonical field an unknown key was probably meant to be: the same
+/// but for case (`IP`), or at most two edits away (`cve`, `observedAt`).
+fn closest_field(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    if let Some(f) = FIELDS.iter().find(|f| **f == lower) {
+        return Some(f);
+    }
+    FIELDS
+        .iter()
+        .map(|f| (edit_distance(&lower, f), *f))
+        .filter(|(d, f)| *d <= 2 && *d < f.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f)
+}
+
+/// Levenshtein distance over bytes (the fields are ASCII; a key that is not
+/// is far from all of them anyway).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// A serde error as a reason; says "not valid JSON" for syntax errors.
@@ -279,13 +459,13 @@ pub(crate) fn json_error(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{
-        FailingReader, items, items_until_error, observations, rejections, text,
+        FailingReader, items, items_until_error, observations, rejections, sample, text,
     };
     use super::super::{Format, InputError};
     use super::*;
     use crate::ingest::observation::Severity;
 
-    const GOOD: &str = r#"{"ip":"192.0.2.10","port":443,"protocol":"TCP","observed_at":"2021-03-05T11:00:00+01:00","check":"exchange-proxylogon","state":"vulnerable","cves":["cve-2021-26855","CVE-2021-26855","CVE-2021-27065"],"severity":"Critical","hostname":"mail.example.no","product":"Microsoft Exchange Server","version":"15.2.792","asn":2119,"evidence":{ "build" : "15.2.792", "x":[1, 2] },"extra":{"ignored":true}}"#;
+    const GOOD: &str = r#"{"ip":"192.0.2.10","port":443,"protocol":"TCP","observed_at":"2021-03-05T11:00:00+01:00","check":"exchange-proxylogon","state":"vulnerable","cves":["cve-2021-26855","CVE-2021-26855","CVE-2021-27065"],"severity":"Critical","hostname":"mail.example.no","product":"Microsoft Exchange Server","version":"15.2.792","asn":2119,"evidence":{ "build" : "15.2.792", "x":[1, 2] }}"#;
 
     fn line(fields: &str) -> String {
         format!(r#"{{"ip":"192.0.2.1","observed_at":"2021-03-05T10:00:00Z","check":"c",{fields}}}"#)
@@ -469,6 +649,117 @@ mod tests {
             "{}",
             dup.reason
         );
+    }
+
+    const EXPECTED: &str = "expected one of ip, port, protocol, observed_at, check, state, cves, severity, hostname, product, version, asn, evidence";
+
+    fn rejection(input: &str) -> LineError {
+        let items = items(&Format::Canonical, text(input));
+        match items.as_slice() {
+            [Item::Rejected(e)] => e.clone(),
+            other => panic!("{input} should be rejected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_rejects_the_line_naming_it() {
+        // A typo must not drop the CVEs silently.
+        let e = rejection(&line(r#""cve":["CVE-2021-26855"]"#));
+        assert_eq!((e.line, e.field.as_deref()), (1, Some("cve")));
+        assert_eq!(
+            e.reason,
+            format!(r#"unknown field "cve" (did you mean "cves"?); {EXPECTED}"#)
+        );
+        let e = rejection(&line(r#""port":1,"observedAt":"x","scanner":"y""#));
+        assert_eq!(e.field.as_deref(), Some("observedAt"), "the first one");
+        assert!(
+            e.reason.contains(r#"(did you mean "observed_at"?)"#),
+            "{}",
+            e.reason
+        );
+        let e = rejection(&line(r#""IP":"192.0.2.9""#));
+        assert!(e.reason.contains(r#"(did you mean "ip"?)"#), "{}", e.reason);
+        let e = rejection(&line(r#""scanner":"x""#));
+        assert_eq!(e.reason, format!(r#"unknown field "scanner"; {EXPECTED}"#));
+        // In an array too; a duplicate of a known field stays serde's reason.
+        let e = rejection(&format!("[{}]", line(r#""tags":[]"#)));
+        assert_eq!(e.field.as_deref(), Some("tags"));
+        let e = rejection(&line(r#""check":"d""#));
+        assert_eq!(e.field, None);
+        assert!(e.reason.contains("duplicate field `check`"), "{}", e.reason);
+    }
+
+    #[test]
+    fn another_tools_output_is_rejected_with_the_format_that_reads_it() {
+        let formats = super::super::test_support::formats_dir();
+        let first_line = |rel: &str| {
+            let text = std::fs::read_to_string(formats.join(rel)).unwrap();
+            text.lines().next().unwrap().to_owned()
+        };
+        let e = rejection(&first_line("nuclei/nuclei_sample_v3.jsonl"));
+        assert_eq!(e.field.as_deref(), Some("template-id"));
+        assert_eq!(
+            e.reason,
+            "looks like nuclei output (template-id, matched-at), not a canonical observation: send it with ?format=nuclei"
+        );
+        let e = rejection(&first_line("nuclei/nuclei_sample_legacy_v2.jsonl"));
+        assert!(e.reason.contains("(templateID, matched)"), "{}", e.reason);
+        assert!(e.reason.ends_with("?format=nuclei"), "{}", e.reason);
+
+        // masscan -oJ: every element says so.
+        let items = items(&Format::Canonical, sample("masscan/masscan_sample.json"));
+        let rej = rejections(&items);
+        assert_eq!(rej.len(), 8);
+        assert!(
+            rej.iter().all(|e| e.field.as_deref() == Some("timestamp")
+                && e.reason.ends_with("send it with ?format=masscan")),
+            "{rej:?}"
+        );
+        let e = rejection(
+            r#"{"ip":"192.0.2.1","timestamp":"1629960470","port":443,"proto":"tcp","rec_type":"status","data":{"status":"open"}}"#,
+        );
+        assert!(e.reason.ends_with("?format=masscan"), "{}", e.reason);
+
+        let e = rejection(
+            r#"{"feed.name":"Scan","source.ip":"192.0.2.1","source.port":443,"time.source":"2021-03-05T10:00:00+00:00","classification.type":"vulnerable-system"}"#,
+        );
+        assert_eq!(e.field.as_deref(), Some("feed.name"));
+        assert_eq!(
+            e.reason,
+            "looks like an IntelMQ event (source.ip), not a canonical observation: send it with ?format=intelmq"
+        );
+        let e = rejection(r#"{"raw":"Zm9v","classification.type":"scanner","extra.x":1}"#);
+        assert!(
+            e.reason.contains("(raw, classification.type)"),
+            "{}",
+            e.reason
+        );
+        assert!(e.reason.ends_with("?format=intelmq"), "{}", e.reason);
+
+        // Half a signature is only an unknown key.
+        let e = rejection(&line(r#""template-id":"x""#));
+        assert!(
+            e.reason.starts_with("unknown field \"template-id\""),
+            "{}",
+            e.reason
+        );
+        let e = rejection(&line(r#""ports":[80,443]"#));
+        assert!(
+            e.reason.starts_with("unknown field \"ports\""),
+            "{}",
+            e.reason
+        );
+    }
+
+    #[test]
+    fn close_fields() {
+        assert_eq!(closest_field("cve"), Some("cves"));
+        assert_eq!(closest_field("Severity"), Some("severity"));
+        assert_eq!(closest_field("observedat"), Some("observed_at"));
+        assert_eq!(closest_field("x"), None);
+        assert_eq!(closest_field("timestamp"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ip"), 2);
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! masscan results: `-oJ` (a JSON array, one port per record, with old
 //! masscan's trailing comma and `{finished: 1}` trailer), `--ndjson`/`-oD`
-//! (one object per line, `rec_type` status or banner) and `-oL` (the list
-//! format). Every open port and every banner is an exposure: check
-//! `open-port`, state unknown.
+//! (one object per line, `rec_type` status or banner), `-oX` (nmap's XML
+//! layout, `<nmaprun scanner="masscan">`, one `<host>` per port) and `-oL`
+//! (the list format), told apart by the first non-blank byte. Every open
+//! port and every banner is an exposure: check `open-port`, state unknown.
 
 use std::collections::VecDeque;
 use std::io::BufRead;
 
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::canonical::json_error;
 use super::fields::{
@@ -15,6 +19,7 @@ use super::fields::{
     parse_port_text,
 };
 use super::input::{JsonFraming, JsonRecord, Line, LineReader, peek_first_non_blank, too_long};
+use super::xml_input::{LineCounting, attribute, xml_error};
 use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState};
 
@@ -307,9 +312,281 @@ fn parse_list_line(line: u64, text: &str) -> Option<Item> {
     ))
 }
 
+// ---------------------------------------------------------------------------
+// -oX
+
+/// One `<host>` of masscan's XML: masscan writes one per port it saw, with
+/// `endtime` (when it saw it) and no `starttime`.
+#[derive(Debug, Default)]
+struct XmlHost {
+    line: u64,
+    time: Option<String>,
+    address: Option<String>,
+    ports: Vec<XmlPort>,
+}
+
+#[derive(Debug, Default)]
+struct XmlPort {
+    protocol: Option<String>,
+    portid: Option<String>,
+    state: Option<String>,
+    reason: Option<String>,
+    ttl: Option<String>,
+    /// `<service name banner>`: a banner record.
+    service: Option<(Option<String>, Option<String>)>,
+}
+
+/// Reads masscan `-oX` one `<host>` at a time.
+struct XmlSource {
+    reader: Reader<LineCounting<Box<dyn BufRead + Send>>>,
+    buf: Vec<u8>,
+    /// Names of the open elements, innermost last.
+    open: Vec<Vec<u8>>,
+    run_start: Option<String>,
+    host: Option<XmlHost>,
+    seen_root: bool,
+    finished: bool,
+}
+
+impl XmlSource {
+    fn new(input: Box<dyn BufRead + Send>, first_line: u64) -> Self {
+        Self {
+            reader: Reader::from_reader(LineCounting::starting_at(input, first_line)),
+            buf: Vec::with_capacity(4096),
+            open: Vec::new(),
+            run_start: None,
+            host: None,
+            seen_root: false,
+            finished: false,
+        }
+    }
+
+    /// Reads up to the end of the next `<host>`, pushing what it yields.
+    /// `Ok(false)` at the end of the document.
+    fn next_host(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
+        if self.finished {
+            return Ok(false);
+        }
+        loop {
+            self.buf.clear();
+            let start = self.reader.buffer_position();
+            let event = self.reader.read_event_into(&mut self.buf);
+            let line = self.reader.get_ref().line_at(start);
+            // The event borrows `self.buf`; take it out before using `self`.
+            let (element, empty) = match event {
+                Err(e) => return Err(xml_error(&self.reader, e)),
+                Ok(Event::Start(e)) => (Some(e.into_owned()), false),
+                Ok(Event::Empty(e)) => (Some(e.into_owned()), true),
+                Ok(Event::End(_)) => (None, false),
+                Ok(Event::Eof) => {
+                    self.finished = true;
+                    if let Some(name) = self.open.last() {
+                        return Err(InputError::malformed(
+                            self.reader.get_ref().current_line(),
+                            format!(
+                                "XML ends inside <{}> (the scan output is cut off)",
+                                String::from_utf8_lossy(name)
+                            ),
+                        ));
+                    }
+                    return Ok(false);
+                }
+                Ok(_) => continue,
+            };
+            let name = match element {
+                Some(e) => {
+                    self.open_element(&e, line)?;
+                    if !empty {
+                        self.open.push(e.local_name().as_ref().to_vec());
+                        continue;
+                    }
+                    e.local_name().as_ref().to_vec()
+                }
+                None => match self.open.pop() {
+                    Some(name) => name,
+                    None => continue,
+                },
+            };
+            if name == b"host" {
+                if let Some(host) = self.host.take() {
+                    emit_xml_host(host, self.run_start.as_deref(), out);
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    fn open_element(&mut self, e: &BytesStart<'_>, line: u64) -> Result<(), InputError> {
+        let name = e.local_name();
+        let name = name.as_ref();
+        let attr = |key: &[u8]| attribute(e, key).map_err(|r| InputError::malformed(line, r));
+        if !self.seen_root {
+            self.seen_root = true;
+            if name != b"nmaprun" {
+                return Err(InputError::malformed(
+                    line,
+                    format!(
+                        "root element is <{}>, expected <nmaprun scanner=\"masscan\"> (masscan -oX output)",
+                        String::from_utf8_lossy(name)
+                    ),
+                ));
+            }
+            if attr(b"scanner")?.as_deref() == Some("nmap") {
+                // Read as masscan's, nmap's services and scripts would be lost.
+                return Err(InputError::malformed(
+                    line,
+                    "this is nmap -oX output (<nmaprun scanner=\"nmap\">), not masscan's: send it with ?format=nmap",
+                ));
+            }
+        }
+        let in_port = self.open.last().is_some_and(|n| n == b"port");
+        match name {
+            b"nmaprun" => self.run_start = attr(b"start")?,
+            b"host" => {
+                self.host = Some(XmlHost {
+                    line,
+                    time: attr(b"endtime")?.or(attr(b"starttime")?),
+                    ..XmlHost::default()
+                });
+            }
+            b"address" => {
+                let kind = attr(b"addrtype")?;
+                let addr = attr(b"addr")?;
+                if let Some(host) = self.host.as_mut() {
+                    let usable = matches!(kind.as_deref(), None | Some("ipv4" | "ipv6"));
+                    if usable && host.address.is_none() {
+                        host.address = addr;
+                    }
+                }
+            }
+            b"port" => {
+                let port = XmlPort {
+                    protocol: attr(b"protocol")?,
+                    portid: attr(b"portid")?,
+                    ..XmlPort::default()
+                };
+                if let Some(host) = self.host.as_mut() {
+                    host.ports.push(port);
+                }
+            }
+            b"state" if in_port => {
+                let (state, reason, ttl) =
+                    (attr(b"state")?, attr(b"reason")?, attr(b"reason_ttl")?);
+                if let Some(port) = self.host.as_mut().and_then(|h| h.ports.last_mut()) {
+                    port.state = state;
+                    port.reason = reason;
+                    port.ttl = ttl;
+                }
+            }
+            b"service" if in_port => {
+                let service = (attr(b"name")?, attr(b"banner")?);
+                if let Some(port) = self.host.as_mut().and_then(|h| h.ports.last_mut()) {
+                    port.service = Some(service);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn emit_xml_host(host: XmlHost, run_start: Option<&str>, out: &mut VecDeque<Item>) {
+    let line = host.line;
+    let reject =
+        |field: &str, reason: String| Item::Rejected(LineError::new(line, Some(field), reason));
+    let ip = match host.address.as_deref().map(parse_ip) {
+        Some(Ok(ip)) => ip,
+        Some(Err(r)) => return out.push_back(reject("address", r)),
+        None => {
+            return out.push_back(reject(
+                "address",
+                "host has no IPv4 or IPv6 <address>".to_owned(),
+            ));
+        }
+    };
+    let time = host.time.as_deref().or(run_start);
+    let observed_at = match time.map(parse_epoch) {
+        Some(Ok(t)) => t,
+        Some(Err(r)) => return out.push_back(reject("endtime", r)),
+        None => {
+            return out.push_back(reject(
+                "endtime",
+                "host has no endtime and <nmaprun> no start".to_owned(),
+            ));
+        }
+    };
+    for port in &host.ports {
+        let banner = port.service.as_ref().map(|(name, banner)| {
+            (
+                name.as_deref().unwrap_or(""),
+                banner.as_deref().unwrap_or(""),
+            )
+        });
+        if banner.is_none() && !is_open(port.state.as_deref()) {
+            continue;
+        }
+        let protocol = match port.protocol.as_deref().map(normalise_protocol) {
+            Some(Ok(p)) => p,
+            Some(Err(r)) => {
+                out.push_back(reject("protocol", r));
+                continue;
+            }
+            None => "tcp".to_owned(),
+        };
+        let number = if protocol == "icmp" {
+            0
+        } else {
+            match port.portid.as_deref().map(parse_port_text) {
+                Some(Ok(p)) => p,
+                Some(Err(r)) => {
+                    out.push_back(reject("portid", r));
+                    continue;
+                }
+                None => {
+                    out.push_back(reject("portid", "port has no portid".to_owned()));
+                    continue;
+                }
+            }
+        };
+        // The record as `-oJ` would have written it, so raw looks alike
+        // whichever output the scan was saved as.
+        let ttl = port.ttl.as_deref().map(|t| match t.trim().parse::<u64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(t),
+        });
+        let mut entry = json!({
+            "port": number,
+            "proto": protocol,
+            "status": port.state,
+            "reason": port.reason,
+            "ttl": ttl,
+        });
+        if let Some((name, text)) = banner {
+            entry["service"] = json!({ "name": name, "banner": text });
+        }
+        let raw = json!({
+            "ip": ip.to_string(),
+            "timestamp": time,
+            "ports": [entry],
+        })
+        .to_string();
+        let result = PortResult {
+            port: number,
+            protocol,
+            banner,
+        };
+        out.push_back(Item::Observation(
+            observation(ip, observed_at, result, &raw),
+            line,
+        ));
+    }
+}
+
 enum Mode {
     Undetected(Option<Box<dyn BufRead + Send>>),
     Json(JsonFraming),
+    // Boxed: the XML reader's buffers would make every mode as large.
+    Xml(Box<XmlSource>),
     List(LineReader),
 }
 
@@ -337,6 +614,7 @@ impl Source for MasscanSource {
                 // JsonFraming re-detects array vs lines; the blank prefix is
                 // gone, so its line count starts after it.
                 Some(b'[' | b'{') => Mode::Json(JsonFraming::starting_at(input, newlines + 1)),
+                Some(b'<') => Mode::Xml(Box::new(XmlSource::new(input, newlines + 1))),
                 _ => Mode::List(LineReader::new(input, newlines + 1)),
             };
         }
@@ -353,6 +631,7 @@ impl Source for MasscanSource {
                     Ok(true)
                 }
             },
+            Mode::Xml(xml) => xml.next_host(out),
             Mode::List(lines) => match lines.next_line()? {
                 None => Ok(false),
                 Some(Line::TooLong { line, len }) => {
@@ -443,6 +722,130 @@ mod tests {
         let ev: serde_json::Value =
             serde_json::from_str(obs[5].evidence.as_deref().unwrap()).unwrap();
         assert_eq!(ev["banner"], "ECS (sec/974D)");
+    }
+
+    #[test]
+    fn xml_sample() {
+        let items = items(&Format::Masscan, sample("masscan/masscan_sample.xml"));
+        assert!(rejections(&items).is_empty(), "{:?}", rejections(&items));
+        let lines: Vec<u64> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Observation(_, line) => Some(*line),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines, (5..=12).collect::<Vec<u64>>(), "one <host> a line");
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 8);
+        check_common(&obs);
+        assert_eq!((obs[1].port, obs[1].protocol.as_str()), (443, "tcp"));
+        assert_eq!(obs[1].observed_at.timestamp(), 1629960654, "host endtime");
+        assert_eq!(
+            (obs[1].product.as_deref(), obs[1].evidence.as_deref()),
+            (None, None)
+        );
+        let raw: serde_json::Value = serde_json::from_str(&obs[1].raw).unwrap();
+        assert_eq!(
+            raw,
+            serde_json::json!({"ip": "93.184.216.34", "timestamp": "1629960654",
+                "ports": [{"port": 443, "proto": "tcp", "status": "open", "reason": "syn-ack", "ttl": 54}]})
+        );
+
+        let banner = obs[3];
+        assert_eq!(banner.port, 80);
+        assert_eq!(banner.observed_at.timestamp(), 1629960657);
+        assert_eq!(banner.product.as_deref(), Some("http.server"));
+        let ev: serde_json::Value =
+            serde_json::from_str(banner.evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(ev["banner"], "ECS (sec/973B)");
+        let raw: serde_json::Value = serde_json::from_str(&banner.raw).unwrap();
+        assert_eq!(raw["ports"][0]["service"]["name"], "http.server");
+        assert_eq!(obs[7].product.as_deref(), Some("X509"));
+    }
+
+    #[test]
+    fn xml_quirks() {
+        // A blank prefix, IPv6 written as addrtype="ipv4" (masscan's XML
+        // output names every address so), a closed port (--show closed), a
+        // host without endtime (the run's start) and rejected hosts.
+        let xml = "\n\n<?xml version=\"1.0\"?>\r\n<nmaprun scanner=\"masscan\" start=\"1629960000\">\r\n\
+<host endtime=\"1629960654\"><address addr=\"2001:db8::5\" addrtype=\"ipv4\"/><ports><port protocol=\"tcp\" portid=\"22\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"54\"/></port></ports></host>\r\n\
+<host endtime=\"1629960654\"><address addr=\"192.0.2.1\" addrtype=\"ipv4\"/><ports><port protocol=\"tcp\" portid=\"23\"><state state=\"closed\" reason=\"rst\" reason_ttl=\"54\"/></port></ports></host>\r\n\
+<host><address addr=\"192.0.2.2\" addrtype=\"ipv4\"/><ports><port protocol=\"udp\" portid=\"53\"><state state=\"open\" reason=\"response\" reason_ttl=\"54\"/></port></ports></host>\r\n\
+<host endtime=\"1629960654\"><address addr=\"192.0.2.999\" addrtype=\"ipv4\"/><ports><port protocol=\"tcp\" portid=\"80\"><state state=\"open\"/></port></ports></host>\r\n\
+<host endtime=\"1629960654\"><address addr=\"192.0.2.3\" addrtype=\"ipv4\"/><ports><port protocol=\"tcp\" portid=\"80000\"><state state=\"open\"/></port></ports></host>\r\n\
+<host endtime=\"soon\"><address addr=\"192.0.2.4\" addrtype=\"ipv4\"/><ports><port protocol=\"tcp\" portid=\"80\"><state state=\"open\"/></port></ports></host>\r\n\
+</nmaprun>\r\n";
+        let items = items(&Format::Masscan, text(xml));
+        let obs = observations(&items);
+        let got: Vec<_> = obs
+            .iter()
+            .map(|o| {
+                (
+                    o.ip.to_string(),
+                    o.port,
+                    o.protocol.as_str(),
+                    o.observed_at.timestamp(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("2001:db8::5".to_owned(), 22, "tcp", 1629960654),
+                ("192.0.2.2".to_owned(), 53, "udp", 1629960000),
+            ]
+        );
+        let rej: Vec<_> = rejections(&items)
+            .iter()
+            .map(|e| (e.line, e.field.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            rej,
+            vec![
+                (8, "address".to_owned()),
+                (9, "portid".to_owned()),
+                (10, "endtime".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn xml_that_is_not_masscan_or_is_cut_off_is_an_input_error() {
+        let (_, err) = items_until_error(&Format::Masscan, sample("nmap/nmap_sample.xml"));
+        match err {
+            Some(InputError::Malformed { line, reason }) => {
+                assert_eq!(line, 5, "{reason}");
+                assert!(reason.contains("?format=nmap"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, err) =
+            items_until_error(&Format::Masscan, text("<?xml version=\"1.0\"?>\n<scan/>"));
+        assert!(
+            matches!(err, Some(InputError::Malformed { line: 2, ref reason }) if reason.contains("masscan -oX")),
+            "{err:?}"
+        );
+        let sample_text = std::fs::read_to_string(
+            super::super::test_support::formats_dir().join("masscan/masscan_sample.xml"),
+        )
+        .unwrap();
+        let cut = &sample_text[..sample_text.find("<host endtime=\"1629960657\"").unwrap() + 30];
+        let (items, err) = items_until_error(&Format::Masscan, text(cut));
+        assert_eq!(observations(&items).len(), 3, "the complete hosts");
+        assert!(
+            matches!(err, Some(InputError::Malformed { line: 8, .. })),
+            "{err:?}"
+        );
+        let (_, err) = items_until_error(
+            &Format::Masscan,
+            text("<nmaprun scanner=\"masscan\"><host></hots></nmaprun>"),
+        );
+        assert!(
+            matches!(err, Some(InputError::Malformed { ref reason, .. }) if reason.contains("not well formed")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! This module owns the public face: [`Format`] (how a request names its
 //! format), [`parse`] (the one entry point), [`Item`] (an observation or a
 //! per-record rejection) and [`InputError`] (the whole input is unusable).
-//! Each format lives in its own file; `input`, `json_array` and `csv_input`
-//! frame records out of a byte stream, `fields` holds the validation and
+//! Each format lives in its own file; `input`, `json_array`, `csv_input` and
+//! `xml_input` frame records out of a byte stream, `fields` holds the validation and
 //! normalisation that several formats share.
 //!
 //! Every parser streams: it holds at most one record (one line, one array
@@ -22,6 +22,7 @@ mod masscan;
 mod nmap;
 mod nuclei;
 mod shadowserver;
+mod xml_input;
 
 #[cfg(test)]
 mod test_support;
@@ -45,7 +46,7 @@ pub enum Format {
     Nuclei,
     /// nmap -oX.
     Nmap,
-    /// masscan -oJ (JSON array, auto-detected) or -oL (list).
+    /// masscan -oJ (JSON array), -oX (XML) or -oL (list), auto-detected.
     Masscan,
 }
 
@@ -427,6 +428,7 @@ mod robustness {
             (Format::Nmap, "nmap/nmap_sample.xml"),
             (Format::Masscan, "masscan/masscan_sample.json"),
             (Format::Masscan, "masscan/masscan_sample.list"),
+            (Format::Masscan, "masscan/masscan_sample.xml"),
         ];
         let mut seed: u32 = 12345;
         for (format, rel) in cases {
@@ -482,6 +484,10 @@ mod observation_lines {
         assert_eq!(
             lines(&Format::Masscan, "masscan/masscan_sample.list"),
             (2..=9).collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            lines(&Format::Masscan, "masscan/masscan_sample.xml"),
+            (5..=12).collect::<Vec<u64>>()
         );
     }
 }

@@ -1,14 +1,17 @@
 //! nmap XML (`-oX`), read as a stream of events one `<host>` at a time.
 //!
 //! Each open port becomes an `open-port` exposure (service product/version
-//! from `<service>`). NSE results become observations of their own: scripts
+//! from `<service>`). NSE results become observations of their own, checked
+//! by the script id and carrying the port's product and version: scripts
 //! that report `State: VULNERABLE` (the nmap `vulns` library) with the CVEs
-//! from their `IDs:`, and `vulners`, whose CVE list and CVSS scores give the
-//! state and severity. Everything of a host carries the line where its
-//! `<host>` starts; a document that is not well formed fails as a whole.
+//! from their `IDs:`, and `vulners`, which lists the CVEs known for the
+//! detected version: any CVE listed makes the service vulnerable, with the
+//! severity of the highest CVSS score listed. Everything of a host carries
+//! the line where its `<host>` starts; a document that is not well formed
+//! fails as a whole.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Read};
+use std::io::BufRead;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -20,91 +23,12 @@ use super::fields::{
     EvidenceBuilder, clip_text, cves_in_text, evidence_string, normalise_cve, normalise_protocol,
     parse_severity, push_cve, validate_check,
 };
-use super::input::read_retrying;
+use super::xml_input::{LineCounting, attribute, xml_error};
 use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
 const OPEN_PORT_CHECK: &str = "open-port";
 const VULNERS: &str = "vulners";
-/// CVSS from which a `vulners` CVE makes the service vulnerable (high).
-const VULNERS_VULNERABLE_CVSS: f64 = 7.0;
-
-// ---------------------------------------------------------------------------
-// Line counting
-
-/// A buffered reader that remembers where newlines were, so a byte position
-/// from quick-xml can be turned into a line number. Only recent newlines are
-/// kept (the positions asked about are always close to the read position).
-struct LineCounting<R> {
-    inner: R,
-    buf: Box<[u8]>,
-    pos: usize,
-    filled: usize,
-    consumed: u64,
-    newlines: u64,
-    recent: VecDeque<u64>,
-}
-
-const RECENT_NEWLINES: usize = 4096;
-
-impl<R: Read> LineCounting<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
-            pos: 0,
-            filled: 0,
-            consumed: 0,
-            newlines: 0,
-            recent: VecDeque::with_capacity(RECENT_NEWLINES),
-        }
-    }
-
-    /// 1-based line of byte offset `at`.
-    fn line_at(&self, at: u64) -> u64 {
-        let after = self.recent.iter().rev().take_while(|&&nl| nl >= at).count() as u64;
-        1 + self.newlines - after
-    }
-
-    fn current_line(&self) -> u64 {
-        1 + self.newlines
-    }
-}
-
-impl<R: Read> Read for LineCounting<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: Read> BufRead for LineCounting<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos >= self.filled {
-            self.filled = read_retrying(&mut self.inner, &mut self.buf)?;
-            self.pos = 0;
-        }
-        Ok(&self.buf[self.pos..self.filled])
-    }
-
-    fn consume(&mut self, amt: usize) {
-        let end = (self.pos + amt).min(self.filled);
-        for (i, &b) in self.buf[self.pos..end].iter().enumerate() {
-            if b == b'\n' {
-                self.newlines += 1;
-                if self.recent.len() == RECENT_NEWLINES {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(self.consumed + i as u64);
-            }
-        }
-        self.consumed += (end - self.pos) as u64;
-        self.pos = end;
-    }
-}
 
 // ---------------------------------------------------------------------------
 // What a host is made of
@@ -193,7 +117,7 @@ impl ScriptAcc {
         if let Some(id) = frame.elem("id") {
             self.listed.push(ListedVuln {
                 id: id.to_owned(),
-                cvss: frame.elem("cvss").and_then(|c| c.trim().parse().ok()),
+                cvss: frame.elem("cvss").and_then(parse_cvss),
             });
         }
         if let Some(state) = frame.elem("state") {
@@ -249,19 +173,6 @@ impl NmapSource {
 
     fn counter(&self) -> &LineCounting<Box<dyn BufRead + Send>> {
         self.reader.get_ref()
-    }
-
-    fn xml_error(&self, e: quick_xml::Error) -> InputError {
-        match e {
-            quick_xml::Error::Io(io) => InputError::Io(
-                std::sync::Arc::try_unwrap(io)
-                    .unwrap_or_else(|shared| io::Error::new(shared.kind(), shared.to_string())),
-            ),
-            other => {
-                let line = self.counter().line_at(self.reader.error_position());
-                InputError::malformed(line, format!("XML is not well formed: {other}"))
-            }
-        }
     }
 
     fn in_tag(&self, tag: Tag) -> bool {
@@ -453,21 +364,6 @@ impl NmapSource {
     }
 }
 
-/// An attribute's value, unescaped (`&#xa;` in script output); text with an
-/// unknown entity is kept as written rather than failing the document.
-fn attribute(e: &BytesStart<'_>, key: &[u8]) -> Result<Option<String>, String> {
-    for a in e.attributes() {
-        let a = a.map_err(|err| format!("XML is not well formed: {err}"))?;
-        if a.key.as_ref() == key {
-            return Ok(Some(match a.unescape_value() {
-                Ok(v) => v.into_owned(),
-                Err(_) => String::from_utf8_lossy(&a.value).into_owned(),
-            }));
-        }
-    }
-    Ok(None)
-}
-
 impl Source for NmapSource {
     fn fill(&mut self, out: &mut VecDeque<Item>) -> Result<bool, InputError> {
         if self.finished {
@@ -481,7 +377,7 @@ impl Source for NmapSource {
             // The event borrows `self.buf`; take what is needed out of it
             // before touching the rest of `self`.
             let step = match event {
-                Err(e) => return Err(self.xml_error(e)),
+                Err(e) => return Err(xml_error(&self.reader, e)),
                 Ok(Event::Start(e)) => Step::Open(e.into_owned(), false),
                 Ok(Event::Empty(e)) => Step::Open(e.into_owned(), true),
                 Ok(Event::End(_)) => Step::Close,
@@ -637,14 +533,14 @@ fn emit_host(host: HostAcc, run_start: Option<&str>, out: &mut VecDeque<Item>) {
             line,
         ));
         for script in &port.scripts {
-            if let Some(item) = ctx.script(portid, &protocol, script) {
+            if let Some(item) = ctx.script(portid, &protocol, port.service.as_ref(), script) {
                 out.push_back(item);
             }
         }
     }
     for script in &host.host_scripts {
         // Host scripts (e.g. smb-vuln-ms17-010) are not tied to a port.
-        if let Some(item) = ctx.script(0, "tcp", script) {
+        if let Some(item) = ctx.script(0, "tcp", None, script) {
             out.push_back(item);
         }
     }
@@ -705,7 +601,15 @@ impl HostCtx {
         obs
     }
 
-    fn script(&self, port: u16, protocol: &str, script: &ScriptAcc) -> Option<Item> {
+    /// A script's result; `service` is the port's `<service>` (none for
+    /// host scripts), whose product and version the result is about.
+    fn script(
+        &self,
+        port: u16,
+        protocol: &str,
+        service: Option<&ServiceAcc>,
+        script: &ScriptAcc,
+    ) -> Option<Item> {
         let verdict = if script.id == VULNERS {
             vulners_verdict(script)?
         } else {
@@ -726,6 +630,10 @@ impl HostCtx {
         obs.cves = verdict.cves;
         obs.severity = verdict.severity;
         obs.evidence = verdict.evidence;
+        if let Some(s) = service {
+            obs.product = s.product.as_deref().and_then(clip_text);
+            obs.version = s.version.as_deref().and_then(clip_text);
+        }
         Some(Item::Observation(obs, self.line))
     }
 }
@@ -737,21 +645,32 @@ struct Verdict {
     evidence: Option<String>,
 }
 
-fn severity_from_cvss(cvss: f64) -> Severity {
+/// CVSS bands (v3 qualitative ratings); 0 (or no score) rates nothing.
+fn severity_from_cvss(cvss: f64) -> Option<Severity> {
     if cvss >= 9.0 {
-        Severity::Critical
+        Some(Severity::Critical)
     } else if cvss >= 7.0 {
-        Severity::High
+        Some(Severity::High)
     } else if cvss >= 4.0 {
-        Severity::Medium
+        Some(Severity::Medium)
+    } else if cvss > 0.0 {
+        Some(Severity::Low)
     } else {
-        Severity::Low
+        None
     }
 }
 
-/// `vulners` lists what may apply to the detected version, with CVSS scores:
-/// a high-scoring CVE makes it vulnerable, a list of lesser ones is an
-/// exposure with a severity.
+/// A CVSS score as vulners writes it; `nan`, `inf` and the like are no score.
+fn parse_cvss(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|c| c.is_finite())
+}
+
+/// `vulners` lists what is known to affect the detected product version,
+/// with CVSS scores. It reports no state of its own: the listing is the
+/// verdict, so any CVE in it makes the service vulnerable to that CVE, rated
+/// by the highest score listed for a CVE. Entries that are no CVE (exploit
+/// database ids, advisories) alone leave the state unknown, rated by their
+/// own highest score.
 fn vulners_verdict(script: &ScriptAcc) -> Option<Verdict> {
     let mut entries: Vec<(String, Option<f64>)> = script
         .listed
@@ -764,7 +683,7 @@ fn vulners_verdict(script: &ScriptAcc) -> Option<Verdict> {
         for line in script.output.lines() {
             let mut parts = line.split_whitespace();
             if let (Some(id), Some(score)) = (parts.next(), parts.next()) {
-                if let Ok(cvss) = score.parse::<f64>() {
+                if let Some(cvss) = parse_cvss(score) {
                     entries.push((id.to_owned(), Some(cvss)));
                 }
             }
@@ -778,17 +697,21 @@ fn vulners_verdict(script: &ScriptAcc) -> Option<Verdict> {
     let mut max_any_cvss: Option<f64> = None;
     for (id, cvss) in &entries {
         max_any_cvss = max_f64(max_any_cvss, *cvss);
-        if let Some(cve) = normalise_cve(id) {
-            push_cve(&mut cves, cve);
+        // Newer vulners also lists a CVE under other databases' ids
+        // (`PRION:CVE-2023-38408`): the same CVE.
+        let found = cves_in_text(id);
+        if !found.is_empty() {
             max_cve_cvss = max_f64(max_cve_cvss, *cvss);
         }
+        for cve in found {
+            push_cve(&mut cves, cve);
+        }
     }
-    let state = if max_cve_cvss.is_some_and(|c| c >= VULNERS_VULNERABLE_CVSS) {
-        ObservationState::Vulnerable
+    let (state, cvss) = if cves.is_empty() {
+        (ObservationState::Unknown, max_any_cvss)
     } else {
-        ObservationState::Unknown
+        (ObservationState::Vulnerable, max_cve_cvss)
     };
-    let severity = max_cve_cvss.or(max_any_cvss).map(severity_from_cvss);
     let items: Vec<String> = entries
         .iter()
         .map(|(id, cvss)| json!({ "id": evidence_string(id), "cvss": cvss }).to_string())
@@ -798,7 +721,7 @@ fn vulners_verdict(script: &ScriptAcc) -> Option<Verdict> {
     Some(Verdict {
         state,
         cves,
-        severity,
+        severity: cvss.and_then(severity_from_cvss),
         evidence: ev.finish(),
     })
 }
@@ -937,8 +860,11 @@ mod tests {
         assert_eq!(vulners.check, VULNERS);
         assert_eq!(vulners.port, 5022);
         assert_eq!(vulners.cves, vec!["CVE-2018-15919", "CVE-2017-15906"]);
-        assert_eq!(vulners.state, ObservationState::Unknown, "max cvss 5.0 < 7");
-        assert_eq!(vulners.severity, Some(Severity::Medium));
+        assert_eq!(vulners.state, ObservationState::Vulnerable, "CVEs listed");
+        assert_eq!(vulners.severity, Some(Severity::Medium), "highest 5.0");
+        assert_eq!(vulners.product.as_deref(), Some("OpenSSH"));
+        assert_eq!(vulners.version.as_deref(), Some("7.4"));
+        assert_eq!(vulners.observed_at, open.observed_at);
         let ev: serde_json::Value =
             serde_json::from_str(vulners.evidence.as_deref().unwrap()).unwrap();
         assert_eq!(ev["vulners"][0]["id"], "CVE-2018-15919");
@@ -1011,9 +937,111 @@ mod tests {
         assert_eq!(obs[1].severity, Some(Severity::Critical));
         assert_eq!(obs[2].cves, vec!["CVE-2021-1111", "CVE-2021-2222"]);
         assert_eq!(obs[2].severity, Some(Severity::Critical));
+        for o in &obs[..3] {
+            assert_eq!(o.product.as_deref(), Some("Microsoft IIS httpd"));
+            assert_eq!(o.version.as_deref(), Some("10.0"));
+        }
         assert_eq!(obs[3].protocol, "udp");
         assert_eq!(obs[4].cves, vec!["CVE-2017-0143"], "refs are not ids");
         assert_eq!(obs[5].cves, vec!["CVE-2017-7494"], "from the script id");
+        assert!(
+            obs[4..].iter().all(|o| o.product.is_none()),
+            "host scripts have no service"
+        );
+    }
+
+    /// `vulners` entries: (id, cvss as written).
+    type Entries<'a> = &'a [(&'a str, &'a str)];
+
+    /// One port with a `vulners` result of these entries.
+    fn vulners_port(entries: Entries<'_>) -> Observation {
+        let tables: String = entries
+            .iter()
+            .map(|(id, cvss)| {
+                format!(
+                    "<table><elem key=\"id\">{id}</elem><elem key=\"cvss\">{cvss}</elem></table>"
+                )
+            })
+            .collect();
+        let xml = format!(
+            "{HEAD}<host><address addr=\"192.0.2.7\"/><ports><port protocol=\"tcp\" portid=\"22\"><state state=\"open\"/>\
+<service name=\"ssh\" product=\"OpenSSH\" version=\"8.9p1 Ubuntu 3ubuntu0.1\"/>\
+<script id=\"vulners\" output=\"x\"><table key=\"cpe:/a:openbsd:openssh:8.9p1\">{tables}</table></script></port></ports></host></nmaprun>\n"
+        );
+        let items = items(&Format::Nmap, text(&xml));
+        let obs = observations(&items);
+        assert_eq!(obs.len(), 2, "{items:?}");
+        obs[1].clone()
+    }
+
+    #[test]
+    fn vulners_any_cve_is_vulnerable_rated_by_the_highest_cvss() {
+        let cases: [(Entries<'_>, Option<Severity>); 7] = [
+            (&[("CVE-2023-0001", "3.9")], Some(Severity::Low)),
+            (
+                &[("CVE-2023-0001", "0.1"), ("CVE-2023-0002", "4.0")],
+                Some(Severity::Medium),
+            ),
+            (
+                &[("CVE-2023-0001", "6.9"), ("CVE-2023-0002", "7.0")],
+                Some(Severity::High),
+            ),
+            (
+                &[("CVE-2023-0001", "8.9"), ("CVE-2023-0002", "9.0")],
+                Some(Severity::Critical),
+            ),
+            (&[("CVE-2023-0001", "10.0")], Some(Severity::Critical)),
+            (&[("CVE-2023-0001", "0.0")], None),
+            // A higher score of an exploit id does not rate the CVEs.
+            (
+                &[("CVE-2023-0001", "5.0"), ("EDB-ID:51000", "9.8")],
+                Some(Severity::Medium),
+            ),
+        ];
+        for (entries, severity) in cases {
+            let o = vulners_port(entries);
+            assert_eq!(o.check, VULNERS);
+            assert_eq!(o.state, ObservationState::Vulnerable, "{entries:?}");
+            assert_eq!(o.severity, severity, "{entries:?}");
+            assert_eq!(o.cves[0], "CVE-2023-0001");
+            assert_eq!(o.product.as_deref(), Some("OpenSSH"));
+            assert_eq!(o.version.as_deref(), Some("8.9p1 Ubuntu 3ubuntu0.1"));
+        }
+    }
+
+    #[test]
+    fn vulners_without_cves_is_unknown_and_cves_under_other_ids_count() {
+        let o = vulners_port(&[("EDB-ID:51000", "7.5"), ("PACKETSTORM:170000", "nan")]);
+        assert_eq!(o.state, ObservationState::Unknown);
+        assert!(o.cves.is_empty());
+        assert_eq!(o.severity, Some(Severity::High));
+        let ev: serde_json::Value = serde_json::from_str(o.evidence.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            ev["vulners"][1]["cvss"],
+            serde_json::Value::Null,
+            "nan is no score"
+        );
+
+        let o = vulners_port(&[("PRION:CVE-2023-38408", "9.8"), ("CVE-2023-38408", "9.8")]);
+        assert_eq!(o.state, ObservationState::Vulnerable);
+        assert_eq!(o.cves, vec!["CVE-2023-38408"]);
+        assert_eq!(o.severity, Some(Severity::Critical));
+    }
+
+    #[test]
+    fn vulners_output_text_of_old_versions() {
+        let xml = format!(
+            "{HEAD}<host><address addr=\"192.0.2.8\"/><ports><port protocol=\"tcp\" portid=\"53\"><state state=\"open\"/>\
+<service name=\"domain\" product=\"ISC BIND\" version=\"9.4.2\"/>\
+<script id=\"vulners\" output=\"&#xa;  ISC BIND DNS:&#xa;    CVE-2012-1667&#x9;8.5&#x9;https://vulners.com/cve/CVE-2012-1667&#xa;    CVE-2002-0651&#x9;7.5&#x9;https://vulners.com/cve/CVE-2002-0651\"/>\
+</port></ports></host></nmaprun>\n"
+        );
+        let items = items(&Format::Nmap, text(&xml));
+        let o = observations(&items)[1];
+        assert_eq!(o.state, ObservationState::Vulnerable);
+        assert_eq!(o.cves, vec!["CVE-2012-1667", "CVE-2002-0651"]);
+        assert_eq!(o.severity, Some(Severity::High));
+        assert_eq!(o.product.as_deref(), Some("ISC BIND"));
     }
 
     #[test]
@@ -1079,16 +1107,5 @@ mod tests {
             super::super::test_support::FailingReader::boxed(&xml, 1000),
         );
         assert!(matches!(err, Some(InputError::Io(_))), "{err:?}");
-    }
-
-    #[test]
-    fn line_counter_maps_positions() {
-        let mut lc = LineCounting::new(io::Cursor::new(b"ab\ncd\nef".to_vec()));
-        let n = lc.fill_buf().unwrap().len();
-        lc.consume(n);
-        assert_eq!(lc.line_at(0), 1);
-        assert_eq!(lc.line_at(2), 1);
-        assert_eq!(lc.line_at(3), 2);
-        assert_eq!(lc.line_at(7), 3);
     }
 }

@@ -45,6 +45,8 @@ pub struct ImportSummary {
     pub rejected: Vec<Rejection>,
     /// Records passed over on purpose, by reason (see [`Snapshot::skipped`]).
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Records imported on an inference, by reason (see [`Snapshot::inferred`]).
+    pub inferred: BTreeMap<&'static str, u64>,
     pub dry_run: bool,
 }
 
@@ -66,6 +68,7 @@ pub async fn apply(
     let mut summary = ImportSummary {
         rejected: snapshot.rejected.clone(),
         skipped: snapshot.skipped.clone(),
+        inferred: snapshot.inferred.clone(),
         dry_run,
         ..ImportSummary::default()
     };

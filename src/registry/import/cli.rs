@@ -123,6 +123,12 @@ fn print_summary(summary: &ImportSummary, options: &ImportOptions) -> anyhow::Re
     for (reason, n) in &summary.skipped {
         println!("  {n:>8}  {reason}");
     }
+    if !summary.inferred.is_empty() {
+        println!("inferred: {}", summary.inferred.values().sum::<u64>());
+        for (reason, n) in &summary.inferred {
+            println!("  {n:>8}  {reason}");
+        }
+    }
     println!("rejected: {}", summary.rejected.len());
     for r in summary.rejected.iter().take(50) {
         if r.line > 0 {

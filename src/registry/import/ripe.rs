@@ -2,7 +2,8 @@
 //!
 //! This file owns the *meaning* of the RIPE objects (the syntax is `rpsl.rs`):
 //! which `inetnum`/`inet6num` objects belong to the country, who owns them
-//! (`org:`, else the `abuse-c:` role), which organisations, abuse contacts and
+//! (`org:`, else the `abuse-c:` role, else the first `admin-c:` then `tech-c:`
+//! role with an `abuse-mailbox`), which organisations, abuse contacts and
 //! `aut-num`s come along, and what is refused.
 //!
 //! One streaming pass over all files keeps only what resolution needs, in
@@ -22,6 +23,14 @@
 //!   database may know the organisation), but no organisation is invented;
 //! - an `abuse-mailbox` is checked once per role; a bad one is rejected once
 //!   and the organisation is imported without that contact;
+//! - an assignment with neither `org:` nor `abuse-c:` (older objects, and
+//!   ones whose holder never set an abuse contact) is owned by its `admin-c:`
+//!   role, else its `tech-c:` role, the first whose `abuse-mailbox` holds an
+//!   address: the people RIPE lists for the range are the best contact there
+//!   is, and no notice can go to a range without one. How many owners came
+//!   so is counted by reason ([`Snapshot::inferred`]); persons (never with an
+//!   abuse-mailbox) and roles without one do not count, and an assignment no
+//!   role answers for is rejected;
 //! - organisations come out sorted by reference, networks and ASNs in file
 //!   order, rejections by file and line.
 
@@ -46,6 +55,8 @@ const ATTRIBUTES: &[&str] = &[
     "country",
     "org",
     "abuse-c",
+    "admin-c",
+    "tech-c",
     "org-name",
     "nic-hdl",
     "abuse-mailbox",
@@ -81,18 +92,31 @@ struct Origin {
     line: u64,
 }
 
-/// A kept inetnum/inet6num, owner already decided.
+/// A kept inetnum/inet6num.
 struct NetworkRecord {
     cidrs: Vec<IpNet>,
+    /// Empty while `pending` (decided once all roles are read).
     owner: String,
-    /// The owner is the `abuse-c` role (no `org:`).
+    /// The owner is a role (no `org:`): its `abuse-c`, `admin-c` or `tech-c`.
     owner_is_role: bool,
+    /// Neither `org:` nor `abuse-c:`: the roles that may own it.
+    pending: Option<Box<PendingOwner>>,
     /// The network's own `abuse-c`, upper-cased.
     abuse_c: Option<String>,
     netname: Option<String>,
     /// Addresses in the object's whole range; when range splitting makes two
     /// objects yield the same CIDR, the smaller (more specific) object wins.
     range_size: u128,
+}
+
+/// An assignment whose owner is one of its contact roles, once the role
+/// objects (in any file, in any order) are known.
+struct PendingOwner {
+    /// Upper-cased handles, `admin-c` before `tech-c`, each with the reason
+    /// it is counted under when it gives the owner.
+    candidates: Vec<(String, &'static str)>,
+    origin: Origin,
+    label: String,
 }
 
 struct OrganisationRecord {
@@ -124,6 +148,7 @@ struct Collected {
     aut_nums: Vec<AutNumRecord>,
     rejected: Vec<(Origin, String)>,
     skipped: BTreeMap<&'static str, u64>,
+    inferred: BTreeMap<&'static str, u64>,
 }
 
 /// Why a well-formed object was passed over (counted in the summary).
@@ -134,6 +159,12 @@ const SKIP_AUT_NUM_REPEATED: &str = "aut-num repeating an AS number";
 const SKIP_ORGANISATION_ELSEWHERE: &str =
     "organisation of another country, holding nothing imported";
 const SKIP_ORGANISATION_UNUSED: &str = "organisation of the country holding no network or ASN";
+
+/// Owners that the objects do not name outright (counted in the summary).
+const OWNER_FROM_ADMIN_C: &str =
+    "inetnum/inet6num without org: or abuse-c:, owner from its admin-c role";
+const OWNER_FROM_TECH_C: &str =
+    "inetnum/inet6num without org: or abuse-c:, owner from its tech-c role";
 
 impl Collected {
     fn new(country: &str) -> Self {
@@ -154,6 +185,7 @@ impl Collected {
             aut_nums: Vec::new(),
             rejected: Vec::new(),
             skipped: BTreeMap::new(),
+            inferred: BTreeMap::new(),
         }
     }
 
@@ -232,14 +264,30 @@ impl Collected {
         };
         let org = handle(obj.get("org"));
         let abuse_c = handle(obj.get("abuse-c"));
-        let (owner, owner_is_role) = match (org, &abuse_c) {
-            (Some(org), _) => (org, false),
-            (None, Some(role)) => (role.clone(), true),
+        let (owner, owner_is_role, pending) = match (org, &abuse_c) {
+            (Some(org), _) => (org, false, None),
+            (None, Some(role)) => (role.clone(), true, None),
             (None, None) => {
-                return self.reject(
+                let mut candidates: Vec<(String, &'static str)> = Vec::new();
+                let contacts = [
+                    ("admin-c", OWNER_FROM_ADMIN_C),
+                    ("tech-c", OWNER_FROM_TECH_C),
+                ];
+                for (attribute, reason) in contacts {
+                    for value in obj.get_all(attribute) {
+                        if let Some(h) = handle(Some(value)) {
+                            if !candidates.iter().any(|(c, _)| *c == h) {
+                                candidates.push((h, reason));
+                            }
+                        }
+                    }
+                }
+                let pending = PendingOwner {
+                    candidates,
                     origin,
-                    format!("{label}: no org: or abuse-c: names an owner"),
-                );
+                    label,
+                };
+                (String::new(), true, Some(Box::new(pending)))
             }
         };
         let range_size = cidrs
@@ -253,6 +301,7 @@ impl Collected {
             cidrs,
             owner,
             owner_is_role,
+            pending,
             abuse_c,
             netname,
             range_size,
@@ -306,8 +355,43 @@ impl Collected {
         });
     }
 
+    /// Gives each assignment without `org:` or `abuse-c:` its first contact
+    /// role with a usable mailbox as owner; rejects those without one.
+    fn decide_contact_owners(&mut self, mailboxes: &mut MailboxCache) {
+        let mut networks = std::mem::take(&mut self.networks);
+        networks.retain_mut(|record| {
+            let Some(pending) = record.pending.take() else {
+                return true;
+            };
+            let chosen = pending
+                .candidates
+                .iter()
+                .find(|(h, _)| mailboxes.has_address(&self.roles, h));
+            match chosen {
+                Some((h, reason)) => {
+                    record.owner = h.clone();
+                    *self.inferred.entry(*reason).or_default() += 1;
+                    true
+                }
+                None => {
+                    self.rejected.push((
+                        pending.origin,
+                        format!(
+                            "{}: no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox",
+                            pending.label
+                        ),
+                    ));
+                    false
+                }
+            }
+        });
+        self.networks = networks;
+    }
+
     fn resolve(mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
+        let mut mailboxes = MailboxCache::default();
+        self.decide_contact_owners(&mut mailboxes);
 
         // Networks, one per CIDR. Splitting an unaligned parent range can
         // yield exactly the CIDR of a child object; the more specific object
@@ -394,7 +478,6 @@ impl Collected {
             }
         }
 
-        let mut mailboxes = MailboxCache::default();
         let mut refs: Vec<&String> = referenced.iter().collect();
         refs.sort();
         for reference in refs {
@@ -451,6 +534,7 @@ impl Collected {
             }
         }
         snapshot.skipped = std::mem::take(&mut self.skipped);
+        snapshot.inferred = std::mem::take(&mut self.inferred);
         self.rejected.extend(mailboxes.rejected);
         self.rejected
             .sort_by_key(|(origin, _)| (origin.file, origin.line));
@@ -480,6 +564,13 @@ struct MailboxCache {
 }
 
 impl MailboxCache {
+    /// Whether the role is in the files with an `abuse-mailbox` that holds
+    /// at least one good address.
+    fn has_address(&mut self, roles: &HashMap<String, RoleRecord>, handle: &str) -> bool {
+        self.role(roles, handle).is_some()
+            && self.parsed.get(handle).is_some_and(|good| !good.is_empty())
+    }
+
     fn add_contacts(
         &mut self,
         roles: &HashMap<String, RoleRecord>,
@@ -489,9 +580,29 @@ impl MailboxCache {
     ) {
         // A role missing from the files (or without abuse-mailbox) gives no
         // contact; that is not the organisation's fault.
-        let Some(role) = roles.get(handle) else {
+        let Some(role) = self.role(roles, handle) else {
             return;
         };
+        for email in self.parsed.get(handle).into_iter().flatten() {
+            if contacts.iter().any(|c| c.email == *email) {
+                continue;
+            }
+            contacts.push(ImportedContact {
+                email: email.clone(),
+                name: Some(role.name.clone()).filter(|n| !n.is_empty()),
+                role: ContactRole::Abuse,
+                language,
+            });
+        }
+    }
+
+    /// The role, its mailbox parsed (once; a bad one rejected once).
+    fn role<'r>(
+        &mut self,
+        roles: &'r HashMap<String, RoleRecord>,
+        handle: &str,
+    ) -> Option<&'r RoleRecord> {
+        let role = roles.get(handle)?;
         if !self.parsed.contains_key(handle) {
             let (good, bad) = parse_mailboxes(&role.mailbox);
             if let Some(error) = bad {
@@ -505,17 +616,7 @@ impl MailboxCache {
             }
             self.parsed.insert(handle.to_owned(), good);
         }
-        for email in self.parsed.get(handle).into_iter().flatten() {
-            if contacts.iter().any(|c| c.email == *email) {
-                continue;
-            }
-            contacts.push(ImportedContact {
-                email: email.clone(),
-                name: Some(role.name.clone()).filter(|n| !n.is_empty()),
-                role: ContactRole::Abuse,
-                language,
-            });
-        }
+        Some(role)
     }
 }
 
@@ -849,6 +950,115 @@ mod tests {
         assert_eq!(hnc.name, "Havlys Nett Contacts");
         assert_eq!(emails(hnc), ["abuse@havlys-nett.example"]);
         assert_eq!(networks_of(&s, "HNC12-RIPE"), [net("198.51.100.0/24")]);
+    }
+
+    /// Assignments without org: or abuse-c:, their contact roles after them
+    /// (files come in any order).
+    const CONTACT_OWNERS: &str = "\
+inetnum:      192.0.2.0 - 192.0.2.255
+netname:      ADMIN-ROLE-NET
+country:      NO
+admin-c:      ADM1-RIPE
+tech-c:       TEC1-RIPE
+
+inetnum:      198.51.100.0 - 198.51.100.255
+netname:      TECH-ROLE-NET
+country:      NO
+admin-c:      DUMY-RIPE
+admin-c:      NOMAIL-RIPE
+tech-c:       tec1-ripe
+
+inet6num:     2001:db8:100::/48
+netname:      BROKEN-ADMIN-NET
+country:      NO
+admin-c:      BAD1-RIPE
+tech-c:       ADM1-RIPE
+
+inetnum:      203.0.113.0 - 203.0.113.255
+netname:      NOBODY-NET
+country:      NO
+admin-c:      DUMY-RIPE
+tech-c:       NOMAIL-RIPE
+
+inetnum:      203.0.113.0 - 203.0.113.255
+netname:      NO-CONTACTS-AT-ALL
+country:      NO
+
+role:         Admin desk
+nic-hdl:      ADM1-RIPE
+abuse-mailbox: abuse@admin.example
+
+role:         Tech desk
+nic-hdl:      TEC1-RIPE
+abuse-mailbox: noc@tech.example (24/7)
+
+role:         Broken desk
+nic-hdl:      BAD1-RIPE
+abuse-mailbox: nobody at all
+
+role:         No mailbox
+nic-hdl:      NOMAIL-RIPE
+";
+
+    #[test]
+    fn owner_from_the_admin_c_then_tech_c_role_with_a_mailbox() {
+        let s = read_ripe(vec![("c".to_owned(), text(CONTACT_OWNERS))], "NO").unwrap();
+        let owners: Vec<(IpNet, &str)> = s
+            .networks
+            .iter()
+            .map(|n| (n.cidr, n.organisation_ref.as_str()))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                (net("192.0.2.0/24"), "ADM1-RIPE"),
+                // The person and the role without a mailbox are passed by.
+                (net("198.51.100.0/24"), "TEC1-RIPE"),
+                // A mailbox without an address is no contact either.
+                (net("2001:db8:100::/48"), "ADM1-RIPE"),
+            ]
+        );
+        let adm = org(&s, "ADM1-RIPE");
+        assert_eq!(adm.name, "Admin desk");
+        assert_eq!(emails(adm), ["abuse@admin.example"]);
+        assert_eq!(adm.contacts[0].role, ContactRole::Abuse);
+        assert_eq!(emails(org(&s, "TEC1-RIPE")), ["noc@tech.example"]);
+        assert_eq!(s.organisations.len(), 2);
+        assert_eq!(
+            s.inferred,
+            BTreeMap::from([(OWNER_FROM_ADMIN_C, 1), (OWNER_FROM_TECH_C, 2)])
+        );
+        let reasons: Vec<(u64, &str)> = s
+            .rejected
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    20,
+                    "inetnum 203.0.113.0 - 203.0.113.255 (NOBODY-NET): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox"
+                ),
+                (
+                    26,
+                    "inetnum 203.0.113.0 - 203.0.113.255 (NO-CONTACTS-AT-ALL): no org: or abuse-c: names an owner, and no admin-c: or tech-c: role has a usable abuse-mailbox"
+                ),
+                (
+                    38,
+                    "role \"Broken desk\" (BAD1-RIPE): abuse-mailbox \"nobody at all\": \"nobody\" is not an e-mail address"
+                ),
+            ]
+        );
+        // Roles read before the assignments decide the same.
+        let (nets, roles) = CONTACT_OWNERS.split_at(CONTACT_OWNERS.find("role:").unwrap());
+        let s2 = read_ripe(
+            vec![("r".to_owned(), text(roles)), ("n".to_owned(), text(nets))],
+            "NO",
+        )
+        .unwrap();
+        assert_eq!(s2.networks, s.networks);
+        assert_eq!(s2.inferred, s.inferred);
     }
 
     const MESSY: &str = "\

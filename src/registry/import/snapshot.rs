@@ -10,7 +10,7 @@ use crate::registry::model::{ContactRole, EmailAddress, Language, OrgNumber, Sou
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportedOrganisation {
-    /// The key across re-imports: RIPE `ORG-…` handle (or the abuse role's
+    /// The key across re-imports: RIPE `ORG-…` handle (or the owning role's
     /// `nic-hdl` when an inetnum has no `org:`), or the CSV's `ref`.
     pub reference: String,
     pub name: String,
@@ -63,4 +63,8 @@ pub struct Snapshot {
     /// country, no owner to attach to, …), counted by reason, so a person can
     /// see why an import added nothing.
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Records imported with something the source does not state outright
+    /// (an owner taken from a contact role, …), counted by reason, so a
+    /// person can see how much of the import rests on it.
+    pub inferred: BTreeMap<&'static str, u64>,
 }
