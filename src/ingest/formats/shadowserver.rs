@@ -1,6 +1,13 @@
-//! Shadowserver scan reports (CSV, one report type per file): maps each row
-//! to one observation, deciding exposure / vulnerable / compromised from the
-//! tags and flag columns, and keeps the rest of the row as evidence.
+//! Shadowserver reports (CSV, one report type per file): maps each row to
+//! one observation and keeps the rest of the row as evidence. Every report
+//! type is read, scan, event (sinkhole, honeypot), compromised-host and
+//! special reports alike; the table of types
+//! ([`report_type`], `shadowserver_reports.csv`) says which column names the
+//! host, the check id, the state a row starts from and the default severity.
+//! A row then says more: a web shell or CVE tag, a `*_vulnerable` or
+//! implant column, `ssl_poodle=Y`, a `status` of "likely compromised", its
+//! own `severity`. A type the table does not have is still stored (as
+//! exposures, unless a row says more) with one note saying so.
 //!
 //! Real reports are messy (tests/fixtures/formats/README.md): mixed quoting,
 //! rows shorter than the header, backslash-escaped quotes, `;`- or
@@ -21,14 +28,28 @@ use super::fields::{
 use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
+pub use super::shadowserver_reports::{HostColumn, ReportType, report_type, report_types};
+
 /// Check id when the client did not say which report this is.
 const GENERIC_CHECK: &str = "shadowserver";
 const EXCHANGE_PRODUCT: &str = "Microsoft Exchange Server";
+/// The vulnerabilities behind Shadowserver's SSL flag columns.
+const POODLE: &str = "CVE-2014-3566";
+const FREAK: &str = "CVE-2015-0204";
+
+/// The note for a report type the table does not have.
+pub(crate) fn unmapped_note(report: &str) -> String {
+    format!(
+        "Shadowserver report type {report} is not mapped in Varsel: its rows were stored as \
+         exposures (check {report}, state unknown unless a row's tags or columns say more)"
+    )
+}
 
 /// Columns that become observation fields rather than evidence.
 struct Columns {
     names: Vec<String>,
     timestamp: usize,
+    /// The address of the host the row is about (`ip`, `src_ip`, …).
     ip: usize,
     port: Option<usize>,
     protocol: Option<usize>,
@@ -37,36 +58,72 @@ struct Columns {
     tag: Option<usize>,
     version: Option<usize>,
     product: Option<usize>,
+    severity: Option<usize>,
 }
 
 impl Columns {
-    fn from_header(header: &csv::ByteRecord, line: u64) -> Result<Self, InputError> {
+    /// `host` is the table's column for the report; a header without it
+    /// (an older layout, a type not in the table) uses `ip`, else `src_ip`.
+    fn from_header(
+        header: &csv::ByteRecord,
+        line: u64,
+        report: Option<&ReportType>,
+    ) -> Result<Self, InputError> {
         let names: Vec<String> = header
             .iter()
             .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
             .collect();
         let find = |name: &str| names.iter().position(|n| n == name);
-        let required = |name: &str| {
-            find(name).ok_or_else(|| {
-                InputError::malformed(
-                    line,
-                    format!("Shadowserver header has no {name:?} column (required: timestamp, ip)"),
-                )
-            })
-        };
+        let timestamp = find("timestamp").ok_or_else(|| {
+            InputError::malformed(
+                line,
+                "Shadowserver header has no \"timestamp\" column (required: timestamp, and ip or src_ip)",
+            )
+        })?;
+        let preferred = report.map(|r| r.host).filter(|h| *h != HostColumn::None);
+        let host = preferred
+            .into_iter()
+            .chain([HostColumn::Ip, HostColumn::SrcIp])
+            .find(|h| h.column().and_then(find).is_some())
+            .ok_or_else(|| no_host_column(line, report))?;
+        let ip = host
+            .column()
+            .and_then(find)
+            .ok_or_else(|| no_host_column(line, report))?;
+        let of_host = |field: &str| find(&format!("{}{field}", host.prefix()));
         Ok(Self {
-            timestamp: required("timestamp")?,
-            ip: required("ip")?,
-            port: find("port"),
+            timestamp,
+            ip,
+            port: of_host("port"),
             protocol: find("protocol"),
-            hostname: find("hostname"),
-            asn: find("asn"),
+            hostname: of_host("hostname"),
+            asn: of_host("asn"),
             tag: find("tag"),
             version: find("version"),
             product: find("product"),
+            severity: find("severity"),
             names,
         })
     }
+}
+
+fn no_host_column(line: u64, report: Option<&ReportType>) -> InputError {
+    let reason = match report {
+        Some(r) if r.host == HostColumn::None => format!(
+            "Shadowserver report type {} ({}) names no host address in its rows; Varsel stores \
+             observations per address and cannot store it",
+            r.name, r.title
+        ),
+        Some(r) if r.host != HostColumn::Ip && r.host != HostColumn::SrcIp => format!(
+            "Shadowserver header has no {:?} column, nor \"ip\" nor \"src_ip\" (the address of \
+             the host each row is about)",
+            r.host.to_string()
+        ),
+        _ => "Shadowserver header has neither an \"ip\" nor a \"src_ip\" column (the address of \
+              the host each row is about; required: timestamp, and ip or src_ip)"
+            .to_owned(),
+    };
+    InputError::malformed(line, reason)
 }
 
 enum State {
@@ -79,15 +136,19 @@ enum State {
 pub(crate) struct ShadowserverSource {
     state: State,
     report: Option<String>,
+    /// The table's entry for `report`; `None` for a type it does not have.
+    mapped: Option<&'static ReportType>,
 }
 
 impl ShadowserverSource {
     pub(crate) fn new(input: Box<dyn BufRead + Send>, report: Option<String>) -> Self {
+        // The same spelling whether the caller went through from_name
+        // or built the Format itself.
+        let report = report.as_deref().and_then(super::normalise_report);
         Self {
             state: State::Start(Some(input)),
-            // The same spelling whether the caller went through from_name
-            // or built the Format itself.
-            report: report.as_deref().and_then(super::normalise_report),
+            mapped: report.as_deref().and_then(report_type),
+            report,
         }
     }
 
@@ -114,10 +175,14 @@ impl Source for ShadowserverSource {
             let Some((rows, header, line)) = CsvRows::open(input, configure)? else {
                 return Ok(false);
             };
-            let columns = Columns::from_header(&header, line)?;
+            let columns = Columns::from_header(&header, line, self.mapped)?;
+            if let (Some(report), None) = (&self.report, self.mapped) {
+                out.push_back(Item::Note(unmapped_note(report)));
+            }
             self.state = State::Rows(Box::new((rows, columns)));
         }
         let check = self.report.as_deref().unwrap_or(GENERIC_CHECK);
+        let mapped = self.mapped;
         let State::Rows(reading) = &mut self.state else {
             return Ok(false);
         };
@@ -127,7 +192,7 @@ impl Source for ShadowserverSource {
         };
         let raw = row_as_json(&columns.names, record);
         let row = Row { columns, record };
-        out.push_back(match row.observation(check, line, raw) {
+        out.push_back(match row.observation(check, mapped, line, raw) {
             Ok(obs) => Item::Observation(obs, line),
             Err(e) => Item::Rejected(e),
         });
@@ -156,22 +221,30 @@ impl Row<'_> {
         i.map_or(Cow::Borrowed(""), |i| self.cell(i))
     }
 
-    fn observation(&self, check: &str, line: u64, raw: String) -> Result<Observation, LineError> {
+    fn observation(
+        &self,
+        check: &str,
+        mapped: Option<&ReportType>,
+        line: u64,
+        raw: String,
+    ) -> Result<Observation, LineError> {
         let c = self.columns;
+        let ip_field = c.names[c.ip].as_str();
         let reject = |field: &str, reason: String| LineError::new(line, Some(field), reason);
 
         let ip_text = self.cell(c.ip);
         if ip_text.is_empty() {
-            return Err(reject("ip", "ip is empty".to_owned()));
+            return Err(reject(ip_field, format!("{ip_field} is empty")));
         }
-        let ip = parse_ip(&ip_text).map_err(|r| reject("ip", r))?;
+        let ip = parse_ip(&ip_text).map_err(|r| reject(ip_field, r))?;
         let observed_at =
             parse_timestamp(&self.cell(c.timestamp)).map_err(|r| reject("timestamp", r))?;
         let port_text = self.opt_cell(c.port);
         let port = if port_text.is_empty() {
             0
         } else {
-            parse_port_text(&port_text).map_err(|r| reject("port", r))?
+            let field = c.port.map_or("port", |i| c.names[i].as_str());
+            parse_port_text(&port_text).map_err(|r| reject(field, r))?
         };
         let protocol_text = self.opt_cell(c.protocol);
         let protocol = if protocol_text.is_empty() {
@@ -188,10 +261,16 @@ impl Row<'_> {
             .ok()
             .filter(|a| !is_placeholder_asn(*a));
 
-        let verdict = self.verdict();
+        let verdict = self.verdict(mapped.map_or(ObservationState::Unknown, |r| r.state));
         let exchange = check.contains("exchange") || verdict.exchange_tag;
-        let severity = (exchange && verdict.state >= ObservationState::Vulnerable)
-            .then_some(Severity::Critical);
+        // The row's own severity, else the report's default; a report not in
+        // the table about a vulnerable Exchange is still critical.
+        let severity = Severity::parse(&self.opt_cell(c.severity))
+            .or(mapped.and_then(|r| r.severity))
+            .or_else(|| {
+                (exchange && verdict.state >= ObservationState::Vulnerable)
+                    .then_some(Severity::Critical)
+            });
         let version = clip_text(&self.opt_cell(c.version));
         let product = clip_text(&self.opt_cell(c.product))
             .or_else(|| exchange.then(|| EXCHANGE_PRODUCT.to_owned()));
@@ -214,10 +293,12 @@ impl Row<'_> {
         })
     }
 
-    /// What the row says about the service: tags first, then flag columns.
-    fn verdict(&self) -> Verdict {
+    /// What the row says about the host, starting from what the report
+    /// says (`base`): tags first, then flag and status columns. A row only
+    /// ever raises the state.
+    fn verdict(&self, base: ObservationState) -> Verdict {
         let mut v = Verdict {
-            state: ObservationState::Unknown,
+            state: base,
             cves: Vec::new(),
             exchange_tag: false,
         };
@@ -229,7 +310,9 @@ impl Row<'_> {
                 .filter(|t| !t.is_empty())
             {
                 let lower = tag.to_ascii_lowercase();
-                if lower.contains("webshell") {
+                // `exchange;webshell`, an `implant` tag (replaced scan_smb's
+                // smb_implant column in 2023).
+                if lower.contains("webshell") || lower.contains("implant") {
                     v.raise(ObservationState::Compromised);
                 }
                 if lower == "exchange" {
@@ -249,7 +332,13 @@ impl Row<'_> {
             if value.is_empty() {
                 continue;
             }
-            if (name == "vulnerable" || name.ends_with("_vulnerable")) && is_truthy(&value) {
+            if name == "ssl_poodle" || name == "freak_vulnerable" {
+                if is_truthy(&value) {
+                    v.raise(ObservationState::Vulnerable);
+                    let cve = if name == "ssl_poodle" { POODLE } else { FREAK };
+                    push_cve(&mut v.cves, cve.to_owned());
+                }
+            } else if (name == "vulnerable" || name.ends_with("_vulnerable")) && is_truthy(&value) {
                 v.raise(ObservationState::Vulnerable);
                 // `cve_2020_0796_vulnerable` names the CVE it is about.
                 for cve in cves_in_text(&name.replace('_', "-")) {
@@ -258,6 +347,17 @@ impl Row<'_> {
             } else if (name == "implant" || name.ends_with("_implant")) && is_truthy(&value) {
                 // An implant (e.g. DoublePulsar in scan_smb) is a compromise.
                 v.raise(ObservationState::Compromised);
+            } else if name == "status" {
+                // The special report's verdict: "vulnerable", "likely
+                // compromised", …
+                let status = value.to_ascii_lowercase();
+                if status.contains("not ") || status == "unknown" {
+                    // "not vulnerable", "unknown": says nothing more.
+                } else if status.contains("compromised") {
+                    v.raise(ObservationState::Compromised);
+                } else if status.contains("vulnerable") {
+                    v.raise(ObservationState::Vulnerable);
+                }
             } else if name.starts_with("cve") {
                 let named = cves_in_text(&name.replace('_', "-"));
                 let listed = cves_in_text(&value);
@@ -277,9 +377,11 @@ impl Row<'_> {
         v
     }
 
-    /// Every non-empty column not already an observation field. Placeholders
-    /// (`ZZ` geo, zero NAICS/SIC) say nothing and are left out, and so is the
-    /// ASN: it is either the observation's or a placeholder.
+    /// Every non-empty column not already an observation field (so an
+    /// event report's `dst_ip`, `dst_port`, `infection` stay here).
+    /// Placeholders (`ZZ` geo, zero NAICS/SIC) say nothing and are left
+    /// out, and so is the host's ASN: it is either the observation's or a
+    /// placeholder.
     fn evidence(&self) -> Option<String> {
         let c = self.columns;
         let consumed = [
@@ -291,6 +393,7 @@ impl Row<'_> {
             c.version,
             c.product,
             c.asn,
+            c.severity,
         ];
         let mut ev = EvidenceBuilder::new();
         for (i, name) in c.names.iter().enumerate() {
@@ -298,7 +401,8 @@ impl Row<'_> {
                 continue;
             }
             let value = self.cell(i);
-            let placeholder = match name.as_str() {
+            let field = name.rsplit('_').next().unwrap_or(name);
+            let placeholder = match field {
                 "geo" => value.eq_ignore_ascii_case("ZZ"),
                 "naics" | "sic" => value == "0",
                 _ => false,
@@ -432,7 +536,8 @@ mod tests {
             assert_eq!(o.state, ObservationState::Unknown);
             assert_eq!(o.port, 8080);
             assert_eq!(o.protocol, "tcp");
-            assert_eq!(o.severity, None);
+            // The report's default: the 2021 layout has no severity column.
+            assert_eq!(o.severity, Some(Severity::Info));
             assert_eq!(o.product, None);
         }
         assert_eq!(obs[0].asn, Some(64510));
