@@ -515,6 +515,18 @@ mod robustness {
                 Format::Shadowserver { report: None },
                 "shadowserver/scan_smb.csv",
             ),
+            (
+                Format::Shadowserver {
+                    report: Some("event4_sinkhole_http".into()),
+                },
+                "shadowserver/event4_sinkhole_http.csv",
+            ),
+            (
+                Format::Shadowserver {
+                    report: Some("special".into()),
+                },
+                "shadowserver/special.csv",
+            ),
             (Format::Nuclei, "nuclei/nuclei_sample_legacy_v2.jsonl"),
             (Format::Nuclei, "nuclei/nuclei_sample_v3.jsonl"),
             (Format::Nmap, "nmap/nmap_sample.xml"),

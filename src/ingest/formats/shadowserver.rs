@@ -690,4 +690,314 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    fn states(obs: &[&Observation]) -> Vec<ObservationState> {
+        obs.iter().map(|o| o.state).collect()
+    }
+
+    fn severities(obs: &[&Observation]) -> Vec<Option<Severity>> {
+        obs.iter().map(|o| o.severity).collect()
+    }
+
+    fn evidence(o: &Observation) -> serde_json::Value {
+        serde_json::from_str(o.evidence.as_deref().unwrap()).unwrap()
+    }
+
+    /// A fixture read under its report type: no rejections, no note.
+    fn report(report: &str, file: &str) -> Vec<Item> {
+        let items = items(&format(report), sample(file));
+        assert!(rejections(&items).is_empty(), "{:?}", rejections(&items));
+        assert!(
+            !items.iter().any(|i| matches!(i, Item::Note(_))),
+            "{report} is mapped"
+        );
+        items
+    }
+
+    #[test]
+    fn vulnerable_http_report() {
+        let items = report(
+            "scan_http_vulnerable",
+            "shadowserver/scan_http_vulnerable.csv",
+        );
+        let obs = observations(&items);
+        use ObservationState::Vulnerable;
+        assert_eq!(states(&obs), [Vulnerable; 3]);
+        assert!(obs.iter().all(|o| o.check == "scan_http_vulnerable"));
+        assert_eq!(
+            severities(&obs),
+            [
+                Some(Severity::Critical),
+                Some(Severity::High),
+                Some(Severity::Critical)
+            ]
+        );
+        assert_eq!(obs[0].cves, ["CVE-2024-21887"]);
+        assert_eq!(obs[1].cves, ["CVE-2023-3519"], "tags separated by ','");
+        assert_eq!(obs[2].ip.to_string(), "2001:db8:10::25");
+        assert_eq!((obs[1].port, obs[1].asn), (8443, Some(64501)));
+        assert_eq!(obs[0].version.as_deref(), Some("22.3.1"));
+        let ev = evidence(obs[0]);
+        assert_eq!(ev["detail"], "build 1647 is affected");
+        assert!(ev.get("severity").is_none(), "an observation field now");
+    }
+
+    #[test]
+    fn compromised_website_report() {
+        let items = report(
+            "compromised_website",
+            "shadowserver/compromised_website.csv",
+        );
+        let obs = observations(&items);
+        assert_eq!(states(&obs), [ObservationState::Compromised; 3]);
+        assert_eq!(
+            severities(&obs),
+            [
+                Some(Severity::Critical),
+                Some(Severity::Critical),
+                Some(Severity::High)
+            ]
+        );
+        assert_eq!(obs[0].hostname.as_deref(), Some("www.bakeri-xxx.example"));
+        let ev = evidence(obs[0]);
+        assert_eq!(ev["category"], "skimmer");
+        assert_eq!(
+            ev["cc_url"],
+            "https://cdn-analytics.skimmer.example/js/a.js"
+        );
+        assert_eq!(obs[2].ip.to_string(), "2001:db8:20::80");
+    }
+
+    #[test]
+    fn compromised_iot_report() {
+        let items = report("compromised_iot", "shadowserver/compromised_iot.csv");
+        let obs = observations(&items);
+        assert_eq!(states(&obs), [ObservationState::Compromised; 2]);
+        assert_eq!(obs[0].port, 22);
+        assert_eq!(obs[1].port, 2222);
+        assert!(obs.iter().all(|o| o.check == "compromised_iot"));
+        assert_eq!(evidence(obs[1])["device_type"], "router");
+    }
+
+    #[test]
+    fn special_report_status_says_compromised() {
+        let items = report("special", "shadowserver/special.csv");
+        let obs = observations(&items);
+        use ObservationState::{Compromised, Vulnerable};
+        assert_eq!(states(&obs), [Vulnerable, Compromised, Vulnerable]);
+        assert!(obs.iter().all(|o| o.cves == ["CVE-2024-3400"]));
+        assert_eq!(
+            severities(&obs),
+            [
+                Some(Severity::Critical),
+                Some(Severity::Critical),
+                Some(Severity::High)
+            ]
+        );
+        assert_eq!(evidence(obs[1])["status"], "likely compromised");
+        assert_eq!(obs[2].port, 4443);
+    }
+
+    #[test]
+    fn sinkhole_event_report_names_the_host_by_src_ip() {
+        let items = report(
+            "event4_sinkhole_http",
+            "shadowserver/event4_sinkhole_http.csv",
+        );
+        let obs = observations(&items);
+        assert_eq!(states(&obs), [ObservationState::Compromised; 3]);
+        assert_eq!(
+            severities(&obs),
+            [
+                Some(Severity::Critical),
+                Some(Severity::High),
+                Some(Severity::Critical)
+            ]
+        );
+        let first = obs[0];
+        assert_eq!(first.ip.to_string(), "198.51.100.23");
+        assert_eq!(first.port, 49811);
+        assert_eq!(
+            first.hostname.as_deref(),
+            Some("host-23.bredband-xxx.example")
+        );
+        assert_eq!(first.asn, Some(64508));
+        let ev = evidence(first);
+        assert_eq!(ev["dst_ip"], "203.0.113.80");
+        assert_eq!(ev["dst_port"], "80");
+        assert_eq!(ev["infection"], "android.vo1d");
+        assert_eq!(ev["http_host"], "update.sinkholed-xxx.example");
+        assert_eq!(ev["src_geo"], "NO");
+        for consumed in ["src_ip", "src_port", "src_hostname", "src_asn", "severity"] {
+            assert!(ev.get(consumed).is_none(), "{consumed}");
+        }
+        assert!(ev.get("dst_geo").is_none(), "ZZ is a placeholder");
+        assert_eq!(obs[2].ip.to_string(), "2001:db8:40::9");
+    }
+
+    #[test]
+    fn honeypot_brute_force_report() {
+        let items = report(
+            "event4_honeypot_brute_force",
+            "shadowserver/event4_honeypot_brute_force.csv",
+        );
+        let obs = observations(&items);
+        assert_eq!(states(&obs), [ObservationState::Compromised; 2]);
+        assert_eq!(obs[0].ip.to_string(), "198.51.100.90");
+        assert_eq!(obs[0].port, 40122);
+        assert_eq!(obs[0].asn, Some(64510));
+        assert_eq!(evidence(obs[0])["dst_port"], "22");
+        assert_eq!(evidence(obs[1])["service"], "telnet");
+        assert_eq!(
+            severities(&obs),
+            [Some(Severity::Critical), Some(Severity::High)]
+        );
+    }
+
+    #[test]
+    fn ssl_poodle_report() {
+        let items = report("scan_ssl_poodle", "shadowserver/scan_ssl_poodle.csv");
+        let obs = observations(&items);
+        assert_eq!(states(&obs), [ObservationState::Vulnerable; 2]);
+        assert!(obs.iter().all(|o| o.cves == [POODLE]));
+        assert!(obs.iter().all(|o| o.severity == Some(Severity::Low)));
+        assert_eq!(obs[1].port, 8443);
+    }
+
+    #[test]
+    fn flag_columns_raise_an_exposure_report() {
+        let input = "timestamp,severity,ip,port,ssl_poodle,freak_vulnerable\n\
+            2024-06-14 10:00:00,info,192.0.2.1,443,N,N\n\
+            2024-06-14 10:00:00,low,192.0.2.2,443,Y,\n\
+            2024-06-14 10:00:00,,192.0.2.3,443,N,Y\n\
+            2024-06-14 10:00:00,bogus,192.0.2.4,443,,\n";
+        let items = items(&format("scan_ssl"), text(input));
+        let obs = observations(&items);
+        use ObservationState::{Unknown, Vulnerable};
+        assert_eq!(states(&obs), [Unknown, Vulnerable, Vulnerable, Unknown]);
+        assert_eq!(obs[1].cves, [POODLE]);
+        assert_eq!(obs[2].cves, [FREAK]);
+        // The row's severity, else scan_ssl's default (info).
+        assert_eq!(
+            severities(&obs),
+            [
+                Some(Severity::Info),
+                Some(Severity::Low),
+                Some(Severity::Info),
+                Some(Severity::Info)
+            ]
+        );
+    }
+
+    #[test]
+    fn unmapped_report_type_is_stored_with_one_note() {
+        let got = items(
+            &format("scan_quantum_teleport"),
+            sample("shadowserver/scan_http.csv"),
+        );
+        let notes: Vec<&String> = got
+            .iter()
+            .filter_map(|i| match i {
+                Item::Note(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notes.len(), 1, "{got:?}");
+        assert!(
+            notes[0].contains("scan_quantum_teleport is not mapped"),
+            "{}",
+            notes[0]
+        );
+        assert!(matches!(got[0], Item::Note(_)), "before the rows");
+        let obs = observations(&got);
+        assert_eq!(obs.len(), 2);
+        for o in &obs {
+            assert_eq!(o.check, "scan_quantum_teleport");
+            assert_eq!(o.state, ObservationState::Unknown);
+            assert_eq!(o.severity, None);
+        }
+        // An unmapped event report: src_ip names the host; tags still count.
+        let input = "timestamp,protocol,src_ip,src_port,severity,dst_ip,tag\n\
+            2026-01-05 00:00:00,tcp,192.0.2.9,4444,medium,203.0.113.1,cve-2025-0001\n";
+        let got = items(&format("event4_honeypot_future_scan"), text(input));
+        let obs = observations(&got);
+        assert_eq!(
+            (obs[0].ip.to_string(), obs[0].port),
+            ("192.0.2.9".into(), 4444)
+        );
+        assert_eq!(obs[0].state, ObservationState::Vulnerable);
+        assert_eq!(obs[0].severity, Some(Severity::Medium));
+        assert_eq!(evidence(obs[0])["dst_ip"], "203.0.113.1");
+    }
+
+    #[test]
+    fn mapped_host_column_else_ip_else_src_ip() {
+        // A legacy-style event report with `ip`: read by ip.
+        let input = "timestamp,ip,port,infection\n2021-03-10 00:00:00,192.0.2.5,1234,gozi\n";
+        let got = items(&format("event4_sinkhole"), text(input));
+        assert_eq!(observations(&got)[0].ip.to_string(), "192.0.2.5");
+        // DDoS targets are named by dst_ip, the attacker's C2 is evidence.
+        let input = "timestamp,protocol,dst_ip,dst_port,severity,src_ip,src_port\n\
+            2024-06-14 00:00:00,udp,192.0.2.6,53,info,203.0.113.9,23\n";
+        let got = items(&format("event4_honeypot_ddos_target"), text(input));
+        let obs = observations(&got);
+        assert_eq!(
+            (obs[0].ip.to_string(), obs[0].port),
+            ("192.0.2.6".into(), 53)
+        );
+        assert_eq!(obs[0].state, ObservationState::Unknown);
+        assert_eq!(evidence(obs[0])["src_ip"], "203.0.113.9");
+        // A bad address is rejected naming its column.
+        let input = "timestamp,src_ip\n2024-06-14 00:00:00,192.0.2.x\n2024-06-14 00:00:00,\n";
+        let got = items(&format("event4_sinkhole"), text(input));
+        let rej = rejections(&got);
+        assert_eq!((rej[0].line, rej[0].field.as_deref()), (2, Some("src_ip")));
+        assert_eq!(rej[1].reason, "src_ip is empty");
+    }
+
+    #[test]
+    fn event_header_without_an_address_is_malformed_naming_both() {
+        let (items, err) = super::super::test_support::items_until_error(
+            &format("event4_sinkhole"),
+            text("timestamp,dst_ip,infection\n2024-06-14 00:00:00,203.0.113.1,x\n"),
+        );
+        assert!(items.is_empty());
+        match err {
+            Some(InputError::Malformed { line: 1, reason }) => {
+                assert!(
+                    reason.contains("\"ip\"") && reason.contains("\"src_ip\""),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, err) = super::super::test_support::items_until_error(
+            &format("compromised_account"),
+            text("timestamp,email,severity\n2024-06-14 00:00:00,a@b.example,critical\n"),
+        );
+        match err {
+            Some(InputError::Malformed { reason, .. }) => {
+                assert!(reason.contains("names no host address"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dated_compromised_website_name_from_the_brief() {
+        // 2021-03-10-compromised_website-no.csv was refused with "CSV header
+        // has no observed_at column": its name now says what it is.
+        let format = Format::from_name(
+            "shadowserver",
+            Some("2021-03-10-compromised_website-no.csv"),
+        )
+        .unwrap();
+        let items = items(&format, sample("shadowserver/compromised_website.csv"));
+        assert_eq!(observations(&items).len(), 3);
+        assert!(
+            observations(&items)
+                .iter()
+                .all(|o| o.state == ObservationState::Compromised)
+        );
+    }
 }
