@@ -76,7 +76,8 @@ fn sniff(body: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
         head.extend_from_slice(&available[..take]);
         body.consume(take);
     }
-    let whole = BufReader::new(io::Cursor::new(head.clone()).chain(body));
+    // Both halves are buffered, so the whole is a BufRead without a copy.
+    let whole = io::Cursor::new(head.clone()).chain(body);
     Ok(if head.starts_with(&GZIP_MAGIC) {
         Box::new(MultiGzDecoder::new(whole))
     } else if head == LOCAL_HEADER.to_le_bytes() {
