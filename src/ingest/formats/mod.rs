@@ -40,7 +40,7 @@ pub enum Format {
     Canonical,
     /// Canonical observations as CSV with the canonical field names as header.
     CanonicalCsv,
-    /// Shadowserver scan report CSV; `report` is the report type, e.g. "scan_exchange"; None = unknown type (treat as generic exposure unless columns/tags say vulnerable).
+    /// Shadowserver report CSV of any type; `report` is the report type, e.g. "scan_exchange" or "event4_sinkhole" (see `shadowserver::report_type`); None = not given (generic check, exposure unless columns/tags say more).
     Shadowserver { report: Option<String> },
     /// nuclei -jsonl or -json-export array (auto-detected), old (<v2.5.3) and new field names.
     Nuclei,
