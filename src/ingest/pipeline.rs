@@ -192,7 +192,8 @@ enum Msg {
 }
 
 /// The body as a blocking reader, gunzipped when it came gzipped (every
-/// member of a concatenated gzip stream). Read on the parser's thread.
+/// member of a concatenated gzip stream), and unpacked when it is itself a
+/// gzip or zip file ([`super::unpack`]). Read on the parser's thread.
 fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn Read + Send> {
     let stream = spec_body.into_data_stream().map_err(|e| {
         io::Error::new(
@@ -201,11 +202,14 @@ fn body_reader(spec_body: Body, gzip: bool) -> Box<dyn Read + Send> {
         )
     });
     let reader = SyncIoBridge::new(StreamReader::new(stream));
-    if gzip {
+    let decoded: Box<dyn Read + Send> = if gzip {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
-    }
+    };
+    // A `.csv.gz` or `.csv.zip` sent as the file it is, without
+    // Content-Encoding (its first bytes tell).
+    Box::new(super::unpack::Unpacked::new(decoded))
 }
 
 /// Parses the body on the current (blocking) thread, handing chunks of up

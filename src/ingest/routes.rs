@@ -242,7 +242,7 @@ fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            if report.is_some() && content_type.starts_with("text/csv") {
+            if report.is_some() && is_report_file(content_type) {
                 Format::Shadowserver { report }
             } else {
                 Format::from_content_type(content_type).ok_or_else(|| {
@@ -267,6 +267,23 @@ fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
         ));
     }
     Ok(format)
+}
+
+/// A Content-Type a named Shadowserver report may come with: CSV, or the
+/// `.csv.gz`/`.csv.zip` file as downloaded (the body is unpacked by its
+/// first bytes).
+fn is_report_file(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    [
+        "text/csv",
+        "application/gzip",
+        "application/x-gzip",
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/octet-stream",
+    ]
+    .iter()
+    .any(|m| media.eq_ignore_ascii_case(m))
 }
 
 /// The file name a client sent in `Content-Disposition` (RFC 6266), the way

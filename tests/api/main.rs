@@ -19,6 +19,7 @@ mod helpers;
 mod import;
 mod ingest;
 mod ingest_inputs;
+mod ingest_shadowserver;
 mod jobs;
 mod notifications;
 mod outbox;

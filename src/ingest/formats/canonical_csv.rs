@@ -31,6 +31,13 @@ const COLUMNS: [&str; 13] = [
     "evidence",
 ];
 const REQUIRED: [&str; 3] = ["ip", "observed_at", "check"];
+/// A header with Shadowserver's `timestamp` and `ip`/`src_ip` but no
+/// `observed_at` is a Shadowserver report sent without its name.
+const SHADOWSERVER_HINT: &str = "CSV header has no \"observed_at\" column but \"timestamp\" and \
+    an address column: this looks like a Shadowserver report. Name it: \
+    ?format=shadowserver&report=scan_exchange (its type), \
+    ?filename=2021-03-10-scan_exchange-no.csv (its file name), or a \
+    Content-Disposition: attachment; filename=\"2021-03-10-scan_exchange-no.csv\" header";
 
 /// Where each canonical column is in the row (`None`: not in the header).
 struct Columns {
@@ -56,6 +63,10 @@ impl Columns {
                 index[c] = Some(i);
             }
             names.push(name);
+        }
+        let has = |name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        if !has("observed_at") && has("timestamp") && (has("ip") || has("src_ip")) {
+            return Err(InputError::malformed(line, SHADOWSERVER_HINT));
         }
         for (c, required) in COLUMNS.iter().enumerate() {
             if REQUIRED.contains(required) && index[c].is_none() {
@@ -263,5 +274,40 @@ mod tests {
             items_until_error(&Format::CanonicalCsv, FailingReader::boxed(&input, 5000));
         assert!(!items.is_empty());
         assert!(matches!(err, Some(InputError::Io(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_shadowserver_report_without_its_name_says_how_to_name_it() {
+        for header in [
+            "\"timestamp\",\"ip\",\"port\",\"tag\"",
+            "timestamp,protocol,src_ip,src_port,severity",
+        ] {
+            let input = format!("{header}\n\"2021-03-10 06:42:17\",\"192.0.2.10\",443,\"x\"\n");
+            let (items, err) = items_until_error(&Format::CanonicalCsv, text(&input));
+            assert!(items.is_empty());
+            match err {
+                Some(InputError::Malformed { line: 1, reason }) => {
+                    assert!(
+                        reason.contains("looks like a Shadowserver report"),
+                        "{reason}"
+                    );
+                    assert!(reason.contains("?format=shadowserver&report=scan_exchange"));
+                    assert!(reason.contains("?filename=2021-03-10-scan_exchange-no.csv"));
+                    assert!(reason.contains("Content-Disposition"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Without an address column it is just a CSV missing observed_at.
+        let (_, err) = items_until_error(
+            &Format::CanonicalCsv,
+            text("timestamp,host\n2021-03-10,x\n"),
+        );
+        match err {
+            Some(InputError::Malformed { reason, .. }) => {
+                assert!(reason.contains("no \"ip\" column"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -21,7 +21,8 @@ mod json_array;
 mod masscan;
 mod nmap;
 mod nuclei;
-mod shadowserver;
+pub mod shadowserver;
+mod shadowserver_reports;
 mod xml_input;
 
 #[cfg(test)]
@@ -40,7 +41,7 @@ pub enum Format {
     Canonical,
     /// Canonical observations as CSV with the canonical field names as header.
     CanonicalCsv,
-    /// Shadowserver scan report CSV; `report` is the report type, e.g. "scan_exchange"; None = unknown type (treat as generic exposure unless columns/tags say vulnerable).
+    /// Shadowserver report CSV of any type; `report` is the report type, e.g. "scan_exchange" or "event4_sinkhole" (see `shadowserver::report_type`); None = not given (generic check, exposure unless columns/tags say more).
     Shadowserver { report: Option<String> },
     /// nuclei -jsonl or -json-export array (auto-detected), old (<v2.5.3) and new field names.
     Nuclei,
@@ -91,47 +92,87 @@ impl Format {
         })
     }
 
-    /// Shadowserver report type from a file name like "2021-03-10-scan_exchange-no.csv" or "scan6_exchange.csv": returns Some("scan_exchange") / Some("scan6_exchange"); scan types match `scan6?_[a-z0-9_]+?` before a "-" or ".csv"
+    /// Shadowserver report type from a file name: `2021-03-10-<type>-<rest>.csv`
+    /// (Shadowserver's own shape, any type, also one Varsel does not know
+    /// yet), `.csv.gz` and `.csv.zip` alike; without the date, a known type
+    /// (`scan6_exchange.csv`, `special-no.csv`) or a `scan6?_…` type
+    /// anywhere in the name (`report scan_rdp.csv`).
     ///
     /// Directories are ignored and the match is case-insensitive (the result
     /// is lower case). "scan" must start the name or follow a non-alphanumeric
     /// character, so "myscan_x.csv" is not a report name.
     pub fn shadowserver_report_from_filename(name: &str) -> Option<String> {
         let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        let lower = base.to_ascii_lowercase();
-        let bytes = lower.as_bytes();
-        let mut from = 0;
-        while let Some(found) = lower[from..].find("scan") {
-            let start = from + found;
-            from = start + 4;
-            if start > 0 && bytes[start - 1].is_ascii_alphanumeric() {
-                continue;
-            }
-            let mut i = start + 4;
-            if bytes.get(i) == Some(&b'6') {
-                i += 1;
-            }
-            if bytes.get(i) != Some(&b'_') {
-                continue;
-            }
-            i += 1;
-            let body_start = i;
-            while bytes
-                .get(i)
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-            {
-                i += 1;
-            }
-            if i == body_start {
-                continue;
-            }
-            let rest = &lower[i..];
-            if rest.starts_with('-') || rest.starts_with(".csv") {
-                return Some(lower[start..i].to_owned());
-            }
+        let lower = base.trim().to_ascii_lowercase();
+        let stem = [".csv.gz", ".csv.zip", ".csv"]
+            .iter()
+            .find_map(|ext| lower.strip_suffix(ext))?;
+        if let Some(dated) = dated_report_type(stem) {
+            return Some(dated.to_owned());
         }
-        None
+        let first = stem.split('-').next().unwrap_or(stem);
+        if shadowserver::report_type(first).is_some() {
+            return Some(first.to_owned());
+        }
+        scan_type_in(&lower)
     }
+}
+
+/// The `<type>` of `YYYY-MM-DD-<type>` or `YYYY-MM-DD-<type>-<rest>`.
+fn dated_report_type(stem: &str) -> Option<&str> {
+    let b = stem.as_bytes();
+    let date_shaped = b.len() > 11
+        && b[..10].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+        && b[10] == b'-';
+    if !date_shaped {
+        return None;
+    }
+    let rest = &stem[11..];
+    let report = rest.split('-').next().unwrap_or(rest);
+    let usable = !report.is_empty()
+        && report
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    usable.then_some(report)
+}
+
+/// A `scan6?_[a-z0-9_]+` type before a "-" or ".csv", anywhere in the name.
+fn scan_type_in(lower: &str) -> Option<String> {
+    let bytes = lower.as_bytes();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("scan") {
+        let start = from + found;
+        from = start + 4;
+        if start > 0 && bytes[start - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let mut i = start + 4;
+        if bytes.get(i) == Some(&b'6') {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'_') {
+            continue;
+        }
+        i += 1;
+        let body_start = i;
+        while bytes
+            .get(i)
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        {
+            i += 1;
+        }
+        if i == body_start {
+            continue;
+        }
+        let rest = &lower[i..];
+        if rest.starts_with('-') || rest.starts_with(".csv") {
+            return Some(lower[start..i].to_owned());
+        }
+    }
+    None
 }
 
 /// The `report` parameter as a report type: trimmed, lower case, taken from
@@ -371,6 +412,58 @@ mod tests {
     }
 
     #[test]
+    fn every_report_type_is_recognised_from_its_file_name() {
+        let f = Format::shadowserver_report_from_filename;
+        for t in shadowserver::report_types() {
+            for name in [
+                format!("2021-03-10-{}-no.csv", t.name),
+                format!("2021-03-10-{}-no-geo.csv.gz", t.name),
+                format!("2024-07-04-{}-123-sample-asn.csv.zip", t.name),
+                format!("2021-03-10-{}.csv", t.name),
+                format!("{}.csv", t.name),
+                format!("{}-norway.csv", t.name.to_ascii_uppercase()),
+            ] {
+                assert_eq!(f(&name).as_deref(), Some(t.name.as_str()), "{name}");
+            }
+        }
+        // New reports keep Shadowserver's shape: recognised before Varsel
+        // knows them.
+        assert_eq!(
+            f("2026-01-05-event4_honeypot_future_scan-no.csv").as_deref(),
+            Some("event4_honeypot_future_scan")
+        );
+        assert_eq!(
+            f("2026-01-05-vulnerable_thing.csv.gz").as_deref(),
+            Some("vulnerable_thing")
+        );
+        // Without the date, an unknown non-scan name is not a report name.
+        assert_eq!(f("vulnerable_thing.csv"), None);
+        assert_eq!(f("2021-03-10-.csv"), None);
+        assert_eq!(f("2021-3-10-scan_x.csv").as_deref(), Some("scan_x"));
+        assert_eq!(f("2021-03-10-special-no.txt"), None);
+        assert_eq!(f("2021-03-10-compromised_website-no.csv.gz.part"), None);
+    }
+
+    #[test]
+    fn report_parameter_takes_any_type() {
+        assert_eq!(
+            Format::from_name("shadowserver", Some("Event4_Sinkhole")),
+            Some(Format::Shadowserver {
+                report: Some("event4_sinkhole".into())
+            })
+        );
+        assert_eq!(
+            Format::from_name(
+                "shadowserver",
+                Some("2021-03-10-compromised_website-no.csv.zip")
+            ),
+            Some(Format::Shadowserver {
+                report: Some("compromised_website".into())
+            })
+        );
+    }
+
+    #[test]
     fn input_error_display() {
         let e = InputError::malformed(3, "JSON array is never closed");
         assert_eq!(e.to_string(), "line 3: JSON array is never closed");
@@ -422,6 +515,18 @@ mod robustness {
             (
                 Format::Shadowserver { report: None },
                 "shadowserver/scan_smb.csv",
+            ),
+            (
+                Format::Shadowserver {
+                    report: Some("event4_sinkhole_http".into()),
+                },
+                "shadowserver/event4_sinkhole_http.csv",
+            ),
+            (
+                Format::Shadowserver {
+                    report: Some("special".into()),
+                },
+                "shadowserver/special.csv",
             ),
             (Format::Nuclei, "nuclei/nuclei_sample_legacy_v2.jsonl"),
             (Format::Nuclei, "nuclei/nuclei_sample_v3.jsonl"),
