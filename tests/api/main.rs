@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod import;
 mod ingest;
+mod intelmq;
 mod jobs;
 mod notifications;
 mod outbox;

@@ -720,6 +720,50 @@ mod tests {
         );
     }
 
+    /// The events IntelMQ 3.5's own Shadowserver parser made of
+    /// shadowserver/scan_exchange.csv (tests/support/intelmq_pipeline.py
+    /// parse): flat behind a collector named "Shadowserver Reports", nested
+    /// with the parser's feed name. Each must be the finding Varsel's own
+    /// parser makes of the same row.
+    #[test]
+    fn intelmq_parsed_report_matches_varsels_own_parse_row_by_row() {
+        let native = shadowserver_rows();
+        for rel in [
+            "intelmq/scan_exchange_flat.jsonl",
+            "intelmq/scan_exchange_nested.jsonl",
+        ] {
+            let items = items(&format(), super::super::test_support::sample(rel));
+            assert!(
+                rejections(&items).is_empty(),
+                "{rel}: {:?}",
+                rejections(&items)
+            );
+            assert!(
+                !items.iter().any(|i| matches!(i, Item::Note(_))),
+                "{rel}: every feed is known"
+            );
+            let obs = observations(&items);
+            assert_eq!(obs.len(), native.len(), "{rel}");
+            for (ours, theirs) in obs.iter().zip(&native) {
+                let key = |o: &Observation| {
+                    (
+                        o.ip,
+                        o.port,
+                        o.protocol.clone(),
+                        o.check.clone(),
+                        o.state,
+                        o.cves.clone(),
+                        o.observed_at,
+                        o.hostname.clone(),
+                        o.asn,
+                        o.version.clone(),
+                    )
+                };
+                assert_eq!(key(ours), key(theirs), "{rel}");
+            }
+        }
+    }
+
     #[test]
     fn one_event_per_line_and_arrays() {
         let lines = format!("{FLAT_WEBSHELL}\n\n{NESTED_VULNERABLE}\n");

@@ -448,6 +448,14 @@ mod robustness {
             (Format::Nmap, "nmap/nmap_sample.xml"),
             (Format::Masscan, "masscan/masscan_sample.json"),
             (Format::Masscan, "masscan/masscan_sample.list"),
+            (
+                Format::IntelMq { report: None },
+                "intelmq/scan_exchange_flat.jsonl",
+            ),
+            (
+                Format::IntelMq { report: None },
+                "intelmq/scan_exchange_nested.jsonl",
+            ),
         ];
         let mut seed: u32 = 12345;
         for (format, rel) in cases {
