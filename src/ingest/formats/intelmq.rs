@@ -247,7 +247,7 @@ impl<'v> Event<'v> {
             .unwrap_or_default()
     }
 
-    /// The `extra.*` flags whose name ends in `suffix` and are set.
+    /// Whether an `extra.*` flag whose name (after `extra.`) `matches` is set.
     fn extra_flag(&self, matches: impl Fn(&str) -> bool) -> bool {
         self.fields.iter().any(|(key, value)| {
             key.strip_prefix("extra.").is_some_and(&matches)
