@@ -191,10 +191,12 @@ pub async fn finish_scan(
 #[into_params(parameter_in = Query)]
 pub struct PushQuery {
     /// `canonical` (JSON array or NDJSON), `csv`, `shadowserver`, `nuclei`,
-    /// `nmap` or `masscan`; default from Content-Type.
+    /// `nmap`, `masscan` or `intelmq` (IntelMQ events, flat or nested, one
+    /// per request or line); default from Content-Type.
     #[param(value_type = Option<FormatName>)]
     pub format: Option<String>,
-    /// Shadowserver report type, e.g. `scan_exchange`.
+    /// Shadowserver report type, e.g. `scan_exchange`. With `intelmq`: the
+    /// check of every event, instead of the one its feed gives.
     #[param(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
     pub report: Option<String>,
     /// The uploaded file's name (Shadowserver report type is read from it);
@@ -220,6 +222,7 @@ pub enum FormatName {
     Nuclei,
     Nmap,
     Masscan,
+    Intelmq,
 }
 
 fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
@@ -234,7 +237,7 @@ fn choose_format(q: &PushQuery, headers: &HeaderMap) -> ApiResult<Format> {
         Some(name) => Format::from_name(name, report.as_deref()).ok_or_else(|| {
             ApiError::invalid(
                 "format",
-                format!("unknown format {name:?}; use canonical, ndjson, json, csv, shadowserver, nuclei, nmap or masscan"),
+                format!("unknown format {name:?}; use canonical, ndjson, json, csv, shadowserver, nuclei, nmap, masscan or intelmq"),
             )
         })?,
         None => {

@@ -20,6 +20,7 @@ mod import;
 mod ingest;
 mod ingest_inputs;
 mod ingest_shadowserver;
+mod intelmq;
 mod jobs;
 mod notifications;
 mod outbox;

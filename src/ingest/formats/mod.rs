@@ -17,6 +17,7 @@ mod canonical_csv;
 mod csv_input;
 mod fields;
 mod input;
+mod intelmq;
 mod json_array;
 mod masscan;
 mod nmap;
@@ -49,10 +50,13 @@ pub enum Format {
     Nmap,
     /// masscan -oJ (JSON array), -oX (XML) or -oL (list), auto-detected.
     Masscan,
+    /// IntelMQ events, flat or nested, one per line or body (or a JSON
+    /// array); `report` overrides the check the feed table gives.
+    IntelMq { report: Option<String> },
 }
 
 impl Format {
-    /// From a `format` query parameter: "canonical" | "json" | "ndjson" | "csv" | "shadowserver" | "nuclei" | "nmap" | "masscan". `report` is the optional shadowserver report type parameter.
+    /// From a `format` query parameter: "canonical" | "json" | "ndjson" | "csv" | "shadowserver" | "nuclei" | "nmap" | "masscan" | "intelmq". `report` is the optional shadowserver report type parameter (for intelmq: the check of every event).
     ///
     /// Names are case-insensitive; "jsonl" is accepted as a synonym of
     /// "ndjson" and "canonical-csv" of "csv". `report` may also be a
@@ -67,6 +71,9 @@ impl Format {
             "nuclei" => Format::Nuclei,
             "nmap" => Format::Nmap,
             "masscan" => Format::Masscan,
+            "intelmq" => Format::IntelMq {
+                report: report.and_then(normalise_report),
+            },
             _ => return None,
         })
     }
@@ -270,6 +277,10 @@ pub fn parse(
         ))),
         Format::Nmap => Box::new(Driver::new(nmap::NmapSource::new(input))),
         Format::Masscan => Box::new(Driver::new(masscan::MasscanSource::new(input))),
+        Format::IntelMq { report } => Box::new(Driver::new(intelmq::IntelMqSource::new(
+            input,
+            report.clone(),
+        ))),
     }
 }
 
@@ -342,6 +353,16 @@ mod tests {
         assert_eq!(Format::from_name("nuclei", None), Some(Format::Nuclei));
         assert_eq!(Format::from_name("nmap", None), Some(Format::Nmap));
         assert_eq!(Format::from_name("masscan", None), Some(Format::Masscan));
+        assert_eq!(
+            Format::from_name("IntelMQ", None),
+            Some(Format::IntelMq { report: None })
+        );
+        assert_eq!(
+            Format::from_name("intelmq", Some("Scan_Exchange")),
+            Some(Format::IntelMq {
+                report: Some("scan_exchange".into())
+            })
+        );
         assert_eq!(
             Format::from_name("shadowserver", Some("Scan_Exchange")),
             Some(Format::Shadowserver {
@@ -534,6 +555,14 @@ mod robustness {
             (Format::Masscan, "masscan/masscan_sample.json"),
             (Format::Masscan, "masscan/masscan_sample.list"),
             (Format::Masscan, "masscan/masscan_sample.xml"),
+            (
+                Format::IntelMq { report: None },
+                "intelmq/scan_exchange_flat.jsonl",
+            ),
+            (
+                Format::IntelMq { report: None },
+                "intelmq/scan_exchange_nested.jsonl",
+            ),
         ];
         let mut seed: u32 = 12345;
         for (format, rel) in cases {
