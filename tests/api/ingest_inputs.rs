@@ -54,7 +54,7 @@ async fn nmap_vulners_cves_open_a_vulnerable_finding_with_the_product() {
     assert_eq!(f["status"], "open");
     assert_eq!(f["state"], "vulnerable");
     assert_eq!(f["severity"], "medium");
-    assert_eq!(f["cves"], json!(["CVE-2018-15919", "CVE-2017-15906"]));
+    assert_eq!(f["cves"], json!(["CVE-2017-15906", "CVE-2018-15919"]));
     assert_eq!(
         findings(&app, "cve=CVE-2017-15906&state=vulnerable")
             .await
