@@ -20,7 +20,12 @@ ALTER TABLE findings
     -- The finding this one took over the key from (seen again more than
     -- 90 days after that one was resolved), so a replay finds every
     -- finding of a key from its current one.
-    ADD COLUMN previous_id  bigint;
+    ADD COLUMN previous_id  bigint,
+    -- A finding a late observation joined to another (it fell within 90
+    -- days of that one's resolution): kept, since notifications may name
+    -- it, but only as a pointer to the finding it is now part of; no list
+    -- shows it.
+    ADD COLUMN merged_into  bigint;
 UPDATE findings SET folded_at = greatest(last_seen, resolved_at), folded_rank = 5,
                     changed_at = greatest(last_seen, resolved_at), changed_rank = 5;
 UPDATE findings f SET previous_id = p.previous

@@ -55,6 +55,7 @@ use crate::error::PROBLEM_JSON;
         crate::findings::routes::list_findings,
         crate::findings::routes::list_organisation_findings,
         crate::findings::routes::show_finding,
+        crate::findings::routes::close_finding,
         crate::findings::routes::findings_summary,
         crate::jobs::routes::list_jobs,
         crate::jobs::routes::retry_job,

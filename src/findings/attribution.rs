@@ -25,12 +25,25 @@ struct Unattributed {
 
 /// Attributes what the current registry can; returns how many findings got
 /// an owner.
-pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> anyhow::Result<u64> {
+///
+/// It takes the findings writer lock first, in its own transaction: a batch
+/// still being ingested when the registry changed (attributed with the old
+/// table) has then committed, and its findings are read here; a batch that
+/// starts later waits, and attributes with the new table itself. Without
+/// the lock, this job could run between the registry change and such a
+/// batch's commit, and its findings would wait in triage for good.
+pub async fn attribute_unattributed(
+    pool: &PgPool,
+    attributor: &Attributor,
+    now: DateTime<Utc>,
+) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    crate::findings::store::lock_writers(&mut tx).await?;
     let table = attributor.current(pool).await?;
     let rows: Vec<Unattributed> = sqlx::query_as(
         "SELECT id, ip, first_seen, asn, disputed_by FROM findings WHERE organisation_id IS NULL AND current",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let mut ids = Vec::new();
     let mut orgs = Vec::new();
@@ -80,7 +93,6 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     if ids.is_empty() {
         return Ok(0);
     }
-    let mut tx = pool.begin().await?;
     let updated: Vec<i64> = sqlx::query_scalar(
         "UPDATE findings f SET organisation_id = u.org, network_id = u.network, attribution = u.kind, updated_at = now()
            FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS u(id, org, network, kind)
@@ -95,17 +107,18 @@ pub async fn attribute_unattributed(pool: &PgPool, attributor: &Attributor) -> a
     .await?;
     sqlx::query(
         "INSERT INTO finding_events (finding_id, at, kind, reason)
-         SELECT u.id, now(), 'attributed', u.reason FROM unnest($1::bigint[], $2::text[]) AS u(id, reason)
+         SELECT u.id, $4, 'attributed', u.reason FROM unnest($1::bigint[], $2::text[]) AS u(id, reason)
           WHERE u.id = ANY($3)",
     )
     .bind(&ids)
     .bind(&reasons)
     .bind(&updated)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
     if !updated.is_empty() {
         // Newly owned findings may belong in an organisation's notification.
-        crate::notifications::drafting::enqueue_if_active(&mut tx, chrono::Utc::now()).await?;
+        crate::notifications::drafting::enqueue_if_active(&mut tx, now).await?;
     }
     tx.commit().await?;
     Ok(updated.len() as u64)

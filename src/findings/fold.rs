@@ -444,12 +444,19 @@ fn seen_event(
 }
 
 fn observe(out: &mut Folded, cur: usize, i: usize, o: &Seen<'_>, key: SortKey) {
-    let f = &mut out.findings[cur];
     // The observation behind what the finding shows (its evidence): the
     // one that last changed it, or a later positive one; of several seen at
     // one instant, the first to arrive (so a rescan's duplicate writes
     // nothing).
-    let later = o.observed_at > f.last_seen;
+    let later = o.observed_at > out.findings[cur].last_seen;
+    let events = out.events.len();
+    transition(out, cur, i, o, key);
+    // One that starts a new finding belongs to that one alone.
+    if out.input_finding[i] != Some(cur) {
+        return;
+    }
+    let changed = out.events.len() > events;
+    let f = &mut out.findings[cur];
     if positive(o.state) {
         if o.severity > f.severity {
             f.severity = o.severity;
@@ -458,24 +465,15 @@ fn observe(out: &mut Folded, cur: usize, i: usize, o: &Seen<'_>, key: SortKey) {
         if merge_cves(&mut f.cves, o.cves) {
             f.dirty = true;
         }
+        let behind = Some(o.observation_id);
+        if f.status == Status::Open && (later || changed) && f.last_observation_id != behind {
+            f.last_observation_id = behind;
+            f.dirty = true;
+        }
     }
     if o.observed_at > f.last_seen {
         f.last_seen = o.observed_at;
         f.dirty = true;
-    }
-    let events = out.events.len();
-    transition(out, cur, i, o, key);
-    let changed = out.events.len() > events;
-    if let Some(f) = out.findings.get_mut(cur) {
-        let behind = Some(o.observation_id);
-        if f.status == Status::Open
-            && positive(o.state)
-            && (later || changed)
-            && f.last_observation_id != behind
-        {
-            f.last_observation_id = behind;
-            f.dirty = true;
-        }
     }
 }
 
@@ -1096,14 +1094,22 @@ mod property {
                 ..f.clone()
             })
             .collect();
-        let mut events = events.to_vec();
+        // Observations get their ids as they arrive: events are compared
+        // by what they say, not by which observation id they name.
+        let mut events: Vec<Event> = events
+            .iter()
+            .map(|e| Event {
+                observation_id: None,
+                ..e.clone()
+            })
+            .collect();
         events.sort_by_key(|e| {
             (
                 e.finding,
                 e.at,
                 e.kind.as_str(),
-                e.observation_id,
                 e.scan_run_id,
+                e.reason.clone(),
             )
         });
         (findings, events)
@@ -1134,7 +1140,9 @@ mod property {
                     start = end;
                 }
             }
-            let whole = fold(None, &inputs);
+            // The whole set folded at once, arrived in another order.
+            let in_order: Vec<usize> = (0..gens.len()).collect();
+            let whole = fold(None, &arrive(&gens, &in_order));
             prop_assert_eq!(
                 comparable(&key.findings, &key.events),
                 comparable(&whole.findings, &whole.events)

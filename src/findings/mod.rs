@@ -8,6 +8,7 @@
 //! REST ([`routes`]).
 
 pub mod attribution;
+pub mod closing;
 pub mod coverage;
 pub mod fold;
 pub mod query;

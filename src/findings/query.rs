@@ -31,9 +31,20 @@ pub struct Finding {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When signs of compromise were first seen since the finding last
+    /// opened (cleared when it is resolved).
     pub escalated_at: Option<DateTime<Utc>>,
+    /// Set on an open finding with signs of compromise that a scan run
+    /// covering it has not seen since: its last sighting. Absence never
+    /// resolves a compromise; it stays open until an observation shows it
+    /// gone or an analyst closes it.
+    pub not_seen_since: Option<DateTime<Utc>>,
     /// False once a newer finding took over this key.
     pub current: bool,
+    /// Set when a late observation joined this finding to another (it fell
+    /// within 90 days of that one's resolution): that one, which now holds
+    /// its history and observations.
+    pub merged_into: Option<i64>,
     /// Owner at detection; `null` while unattributed (the triage queue).
     pub organisation_id: Option<i64>,
     pub organisation_ref: Option<String>,
@@ -47,7 +58,9 @@ pub struct Finding {
 }
 
 const SELECT: &str = "SELECT f.id, f.ip, f.port, f.protocol, f.check_id, f.status, f.state, f.worst_state, \
-     f.severity, f.cves, f.first_seen, f.last_seen, f.resolved_at, f.escalated_at, f.current, \
+     f.severity, f.cves, f.first_seen, f.last_seen, f.resolved_at, f.escalated_at, \
+     CASE WHEN f.status = 'open' AND f.missed_at > f.last_seen THEN f.last_seen END AS not_seen_since, f.current, \
+     f.merged_into, \
      f.organisation_id, o.ref AS organisation_ref, o.name AS organisation_name, f.attribution, \
      f.network_id, n.cidr AS network_cidr, f.asn \
      FROM findings f LEFT JOIN organisations o ON o.id = f.organisation_id \
@@ -102,7 +115,9 @@ impl FindingsFilter {
     }
 
     fn push_where(&self, q: &mut QueryBuilder<'_, Postgres>) {
-        q.push(" WHERE true");
+        // A finding joined to another by a late observation is only a
+        // pointer to it.
+        q.push(" WHERE f.merged_into IS NULL");
         if !self.include_superseded {
             q.push(" AND f.current");
         }

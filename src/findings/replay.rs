@@ -275,9 +275,10 @@ pub struct Replayed {
     /// For each of `findings` that is stored: the finding it took the key
     /// over from, as stored.
     pub stored_previous: Vec<Option<i64>>,
-    /// Stored findings the key no longer has (joined to an earlier one):
-    /// no longer current.
-    pub retired: Vec<FindingState>,
+    /// Stored findings the key no longer has, each with the finding (index
+    /// into `findings`) it was joined to: no longer current, only a
+    /// pointer.
+    pub retired: Vec<(FindingState, usize)>,
     /// Stored observations whose finding changes.
     pub moves: Vec<Move>,
     /// For each new input, in the order given: its finding (index into
@@ -364,15 +365,28 @@ pub fn replay(key: &Key, stored: &Stored, new: &[Input<'_>], coverage: &Coverage
         }
         stored_previous.push(old.and_then(|o| o.previous_id));
     }
-    let retired: Vec<FindingState> = stored
+    // A stored finding nobody claims was joined to the finding its
+    // earliest observation now belongs to (or the key's current one).
+    let retired: Vec<(FindingState, usize)> = stored
         .findings
         .iter()
         .enumerate()
-        .filter(|(s, old)| old.state.current && !claimed.contains(&Some(*s)))
-        .map(|(_, old)| FindingState {
-            current: false,
-            dirty: true,
-            ..old.state.clone()
+        .filter(|(s, _)| !claimed.contains(&Some(*s)))
+        .map(|(_, old)| {
+            let into = stored
+                .observations
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.finding_id.is_some() && o.finding_id == old.state.id)
+                .min_by_key(|(_, o)| (o.observed_at, o.id))
+                .and_then(|(i, _)| folded.input_finding[i])
+                .unwrap_or(findings.len().saturating_sub(1));
+            let state = FindingState {
+                current: false,
+                dirty: true,
+                ..old.state.clone()
+            };
+            (state, into)
         })
         .collect();
 

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -15,9 +15,9 @@ use super::query::{
     self, Finding, FindingDetail, FindingStatus, FindingsFilter, SummaryRow, parse_cve,
 };
 use crate::app::AppState;
-use crate::auth::{Caller, Read};
+use crate::auth::{Admin, Caller, Read};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::{Page, Path, QueryParams, id_cursor, page_limit};
+use crate::http::{JsonBody, Page, Path, QueryParams, id_cursor, page_limit};
 use crate::ingest::observation::ObservationState;
 use crate::registry::model::Cidr;
 
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/findings", get(list_findings))
         .route("/api/v1/findings/summary", get(findings_summary))
         .route("/api/v1/findings/{id}", get(show_finding))
+        .route("/api/v1/findings/{id}/close", post(close_finding))
         .route(
             "/api/v1/organisations/{id}/findings",
             get(list_organisation_findings),
@@ -280,6 +281,46 @@ pub async fn show_finding(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<FindingDetail>> {
     let mut conn = state.pool.acquire().await?;
+    Ok(Json(query::detail(&mut conn, id, None).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseFinding {
+    /// Why it is closed: what was checked, found and done.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
+    pub note: String,
+}
+
+impl crate::http::BodyShape for CloseFinding {}
+
+/// Close an open finding with a note (audited). The way to close a
+/// compromise that no scan can show gone: a scan run that does not see a
+/// compromised finding leaves it open.
+#[utoipa::path(post, path = "/api/v1/findings/{id}/close", tag = "findings",
+    params(("id" = i64, Path)), request_body = CloseFinding,
+    responses((status = 200, body = FindingDetail), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn close_finding(
+    caller: Caller<Admin>,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(body): JsonBody<CloseFinding>,
+) -> ApiResult<Json<FindingDetail>> {
+    let mut conn = state.pool.acquire().await?;
+    super::closing::close(
+        &mut conn,
+        &caller.actor(),
+        id,
+        &body.note,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(query::detail(&mut conn, id, None).await?))
 }
 

@@ -277,15 +277,13 @@ struct Columns<'a> {
     changed_rank: Vec<i16>,
     set_previous: Vec<bool>,
     previous_id: Vec<Option<i64>>,
+    merged_into: Vec<Option<i64>>,
 }
 
 impl<'a> Columns<'a> {
-    fn push(
-        &mut self,
-        f: &FindingState,
-        version: Option<&'a str>,
-        previous_id: Option<Option<i64>>,
-    ) {
+    fn push(&mut self, u: &Update<'_>, version: Option<&'a str>) {
+        let (f, previous_id) = (u.state, u.previous_id);
+        self.merged_into.push(u.merged_into);
         self.version.push(version);
         self.id.push(f.id);
         self.current.push(f.current);
@@ -410,6 +408,8 @@ pub async fn copy_new(
 pub struct Update<'a> {
     pub state: &'a FindingState,
     pub previous_id: Option<Option<i64>>,
+    /// For a finding a late observation joined to another: that one.
+    pub merged_into: Option<i64>,
 }
 
 /// Writes back findings that have an id, each to the row version it was
@@ -453,7 +453,7 @@ async fn update_rows(
             .id
             .and_then(|id| versions.get(&id))
             .map(String::as_str);
-        c.push(u.state, version, u.previous_id);
+        c.push(u, version);
     }
     let updated = sqlx::query(
         "UPDATE findings f SET
@@ -464,14 +464,15 @@ async fn update_rows(
             last_observation_id = u.last_observation_id, folded_at = u.folded_at,
             folded_rank = u.folded_rank, changed_at = u.changed_at, changed_rank = u.changed_rank,
             previous_id = CASE WHEN u.set_previous THEN u.previous_id ELSE f.previous_id END,
-            updated_at = now()
+            merged_into = coalesce(u.merged_into, f.merged_into), updated_at = now()
            FROM unnest($1::text[]::tid[], $2::bigint[], $3::bool[], $4::text[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
                        $12::timestamptz[], $13::timestamptz[], $14::bigint[], $15::timestamptz[],
-                       $16::smallint[], $17::timestamptz[], $18::smallint[], $19::bool[], $20::bigint[])
+                       $16::smallint[], $17::timestamptz[], $18::smallint[], $19::bool[], $20::bigint[],
+                       $21::bigint[])
              AS u(version, id, current, status, state, worst_state, severity, cves, first_seen, last_seen,
                   resolved_at, escalated_at, missed_at, last_observation_id, folded_at, folded_rank,
-                  changed_at, changed_rank, set_previous, previous_id)
+                  changed_at, changed_rank, set_previous, previous_id, merged_into)
           WHERE f.ctid = u.version AND f.id = u.id",
     )
     .bind(&c.version)
@@ -494,6 +495,7 @@ async fn update_rows(
     .bind(&c.changed_rank)
     .bind(&c.set_previous)
     .bind(&c.previous_id)
+    .bind(&c.merged_into)
     .execute(conn)
     .await?
     .rows_affected();

@@ -210,6 +210,7 @@ async fn write_findings(
                     |state| Update {
                         state,
                         previous_id: None,
+                        merged_into: None,
                     },
                 ))
             }
@@ -220,12 +221,14 @@ async fn write_findings(
                         updates.push(Update {
                             state,
                             previous_id: Some(previous),
+                            merged_into: None,
                         });
                     }
                 }
-                updates.extend(r.retired.iter().map(|state| Update {
+                updates.extend(r.retired.iter().map(|(state, into)| Update {
                     state,
                     previous_id: None,
+                    merged_into: ids.get(*into).copied(),
                 }));
             }
         }
@@ -281,9 +284,11 @@ async fn write_moves_and_history<'k>(
                 moves.extend(r.moves.iter().map(|m| (m, g.key, id_of(m.to))));
                 if let Some(events) = &r.events {
                     rewritten.extend(ids.iter().copied());
-                    rewritten.extend(r.retired.iter().filter_map(|s| s.id));
-                    if let Some(into) = ids.last().copied() {
-                        merged.extend(r.retired.iter().filter_map(|s| Some((s.id?, into))));
+                    for (state, into) in &r.retired {
+                        if let (Some(id), Some(into)) = (state.id, ids.get(*into)) {
+                            rewritten.push(id);
+                            merged.push((id, *into));
+                        }
                     }
                     (&r.new_input_finding, events, r.new_events.clone())
                 } else {

@@ -166,7 +166,7 @@ pub fn prepare(
     items: Vec<Item>,
     summary: &mut IngestSummary,
 ) -> Option<Chunk> {
-    let now = Utc::now();
+    let now = state.clock.now();
     let mut observations: Vec<Observation> = Vec::with_capacity(items.len());
     for item in items {
         match item {

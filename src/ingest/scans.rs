@@ -276,8 +276,10 @@ pub async fn finish(
                 .bind(run.id)
                 .fetch_one(&mut *conn)
                 .await?;
-        (resolved, kept_open) = absent_in_place(conn, run, finished_at, span).await?;
-        let (more_resolved, more_kept) = absent_by_writer(conn, run, finished_at, span).await?;
+        // Those that cannot take it in place first: afterwards they have
+        // folded it, and the statement for the rest leaves them alone.
+        (resolved, kept_open) = absent_by_writer(conn, run, finished_at, span).await?;
+        let (more_resolved, more_kept) = absent_in_place(conn, run, finished_at, span).await?;
         resolved += more_resolved;
         kept_open += more_kept;
     }

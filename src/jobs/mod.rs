@@ -92,6 +92,7 @@ impl Job {
                 let n = crate::findings::attribution::attribute_unattributed(
                     &state.pool,
                     &state.attributor,
+                    state.clock.now(),
                 )
                 .await?;
                 if n > 0 {

@@ -807,6 +807,56 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
     assert!(refolds(&app).await >= 1, "A noticed and folded again");
 }
 
+/// A network registered while a batch is being ingested: the batch was
+/// attributed with the registry as it was, and the late attribution the
+/// registration enqueued waits for the batch to commit, then gives its
+/// findings their owner.
+#[tokio::test]
+async fn a_network_registered_during_a_batch_still_owns_its_findings() {
+    let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;
+    let ip = "203.0.113.9";
+    let (chunks, request) = streaming_push(&app);
+    chunks
+        .send(Ok(format!(
+            "{}\n",
+            line(ip, "2021-03-05T10:00:00Z", "vulnerable")
+        )
+        .into_bytes()))
+        .await
+        .unwrap();
+    wait_for_backends(&app, HOLDING_A_BATCH_OPEN, 1).await;
+
+    let (status, org) = app
+        .post(
+            "/api/v1/organisations",
+            &app.admin,
+            json!({ "ref": "ORG-LATE", "name": "Sent Registrert AS" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    let (status, network) = app
+        .post(
+            &format!("/api/v1/organisations/{}/networks", org["id"]),
+            &app.admin,
+            json!({ "cidr": "203.0.113.0/24" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{network}");
+    // A worker runs the late attribution the registration enqueued while
+    // the batch is still open: it waits for the batch.
+    let state = app.state.clone();
+    let worker = tokio::spawn(async move { varsel::jobs::run_pending(&state).await });
+    wait_for_backends(&app, WAITING_FOR_THE_WRITERS_LOCK, 1).await;
+    drop(chunks);
+    let response = answer(request, "the batch commits").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    worker.await.unwrap().unwrap();
+
+    let found = findings(&app, &format!("cidr={ip}/32")).await;
+    assert_eq!(found[0]["organisation_id"], org["id"], "{}", found[0]);
+    assert_eq!(found[0]["attribution"], "network");
+}
+
 #[tokio::test]
 async fn a_deadlock_victim_answers_at_once_and_stores_nothing() {
     let app = spawn_app_with(|s| s.ingest_chunk_rows = 1).await;

@@ -14,6 +14,7 @@ mod dashboard_findings;
 mod dashboard_flow;
 mod dashboard_organisations;
 mod end_to_end;
+mod findings_timing;
 mod health;
 mod helpers;
 mod import;
