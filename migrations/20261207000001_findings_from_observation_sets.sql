@@ -83,3 +83,12 @@ ALTER TABLE scan_runs ADD COLUMN observed_from timestamptz, ADD COLUMN observed_
 -- its page (history events of no observation but a run: absences only).
 CREATE INDEX finding_events_absence_idx ON finding_events (scan_run_id)
     WHERE observation_id IS NULL AND scan_run_id IS NOT NULL;
+
+-- A campaign reaches the compromises its vulnerabilities led to though they
+-- name no CVE (campaigns::matching): the checks the check catalogue ties to
+-- its CVEs, written with the campaign. Existing campaigns get what the
+-- catalogue says of Exchange web shells (ProxyLogon, ProxyShell).
+ALTER TABLE campaigns ADD COLUMN compromise_checks text[] NOT NULL DEFAULT '{}';
+UPDATE campaigns SET compromise_checks = ARRAY['exchange-proxylogon', 'scan6_exchange', 'scan_exchange']
+ WHERE cves && ARRAY['CVE-2021-26855', 'CVE-2021-26857', 'CVE-2021-26858', 'CVE-2021-27065',
+                     'CVE-2021-34473', 'CVE-2021-34523', 'CVE-2021-31207'];

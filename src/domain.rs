@@ -36,6 +36,21 @@ impl fmt::Display for Actor {
     }
 }
 
+impl Actor {
+    /// Who it is, as people say it: an operator's address, an API
+    /// client's name (the audit log keeps the whole identity).
+    pub fn display_name(&self) -> String {
+        match self {
+            Actor::ApiClient { name, .. } => format!("API client {name}"),
+            Actor::Cli => "the command line".to_owned(),
+            Actor::Import(channel) => format!("the {channel} import"),
+            Actor::System => "Varsel".to_owned(),
+            Actor::Organisation { id } => format!("organisation {id}"),
+            Actor::Operator { email, .. } => email.clone(),
+        }
+    }
+}
+
 /// Why a domain operation did not happen. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {

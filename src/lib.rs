@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod campaigns;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -108,11 +108,30 @@ struct UpdateView {
     html: String,
 }
 
+/// One host (address and port) with every check's finding on it: the
+/// page lists a host once, compromised ones first.
+struct HostView {
+    ip: String,
+    port: String,
+    /// The worst state of its open findings (or of all, if none is open).
+    state: &'static str,
+    compromised: bool,
+    open: bool,
+    /// Host name, server name, path the scanner saw, …
+    details: Vec<(&'static str, String)>,
+    not_seen_since: Option<String>,
+    /// What its compromise means, said once.
+    meaning: Option<&'static str>,
+    sources: Vec<FindingView>,
+}
+
 struct FindingView {
     id: i64,
     ip: String,
     port: String,
-    check: String,
+    /// As the check catalogue names it: "Web shell found on Microsoft
+    /// Exchange (Shadowserver)".
+    what: String,
     state: &'static str,
     compromised: bool,
     open: bool,
@@ -147,7 +166,9 @@ struct AdvisoryPage<'a> {
     acknowledged_at: Option<String>,
     link_expires: String,
     campaign: &'a RenderedCampaign,
-    findings: Vec<FindingView>,
+    hosts: Vec<HostView>,
+    /// A host shows signs of compromise: the page says so first.
+    any_compromised: bool,
     any_answerable: bool,
     history: Vec<HistoryLine>,
     done: Option<&'static str>,
@@ -200,11 +221,13 @@ fn finding_view(
             text
         }
     });
+    let state = crate::checks::ObservationState::parse(&f.state)
+        .unwrap_or(crate::checks::ObservationState::Unknown);
     FindingView {
         id: f.id,
         ip: f.ip.to_string(),
         port: format!("{}/{}", f.port, f.protocol),
-        check: f.check_id.clone(),
+        what: crate::checks::describe(&f.check_id, state, language.lang()).line(),
         state: mw.state(&f.state),
         compromised: f.state == "compromised",
         open: f.status == "open",
@@ -221,6 +244,66 @@ fn finding_view(
         notes,
         answerable: f.answerable(),
     }
+}
+
+/// The findings grouped by host (address, port), in the order given
+/// (open and compromised first), each host's worst finding first.
+fn host_views(
+    findings: &[PageFinding],
+    language: MailLanguage,
+    w: &'static PageWords,
+    now: DateTime<Utc>,
+) -> Vec<HostView> {
+    let mut hosts: Vec<(&PageFinding, Vec<&PageFinding>)> = Vec::new();
+    for f in findings {
+        match hosts.iter_mut().find(|(first, _)| {
+            first.ip == f.ip && first.port == f.port && first.protocol == f.protocol
+        }) {
+            Some((_, all)) => all.push(f),
+            None => hosts.push((f, vec![f])),
+        }
+    }
+    hosts
+        .into_iter()
+        .map(|(first, all)| {
+            let mut details = Vec::new();
+            for f in &all {
+                for d in crate::checks::details(
+                    f.hostname.as_deref(),
+                    f.evidence.as_ref(),
+                    language.lang(),
+                ) {
+                    if !details.contains(&d) {
+                        details.push(d);
+                    }
+                }
+            }
+            let meaning = all.iter().find_map(|f| {
+                let state = crate::checks::ObservationState::parse(&f.state)?;
+                (f.status == "open")
+                    .then(|| crate::checks::describe(&f.check_id, state, language.lang()).meaning)
+                    .flatten()
+            });
+            HostView {
+                ip: first.ip.to_string(),
+                port: format!("{}/{}", first.port, first.protocol),
+                state: language.words().state(&first.state),
+                compromised: first.state == "compromised" && first.status == "open",
+                open: all.iter().any(|f| f.status == "open"),
+                details,
+                not_seen_since: all
+                    .iter()
+                    .filter_map(|f| f.not_seen_since)
+                    .max()
+                    .map(|t| language.datetime(t)),
+                meaning,
+                sources: all
+                    .iter()
+                    .map(|f| finding_view(f, language, w, now))
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn nonce() -> String {
@@ -349,10 +432,7 @@ pub async fn render(
     let w = PageWords::of(language);
     let campaign = state.campaign_pages.get(&mut *conn, link, language).await?;
     let history = view::history(&mut *conn, link).await?;
-    let findings: Vec<FindingView> = findings
-        .iter()
-        .map(|f| finding_view(f, language, w, now))
-        .collect();
+    let hosts = host_views(findings, language, w, now);
     let page = AdvisoryPage {
         layout: Layout::new(
             language.code(),
@@ -366,8 +446,9 @@ pub async fn render(
         acknowledged_at: link.acknowledged_at.map(|t| language.datetime(t)),
         link_expires: language.datetime(link.expires_at),
         campaign: &campaign,
-        any_answerable: findings.iter().any(|f| f.answerable),
-        findings,
+        any_answerable: hosts.iter().flat_map(|h| &h.sources).any(|f| f.answerable),
+        any_compromised: hosts.iter().any(|h| h.compromised),
+        hosts,
         history: history
             .into_iter()
             .map(|h| HistoryLine {

@@ -31,8 +31,12 @@ pub struct PageFinding {
     pub resolved_at: Option<DateTime<Utc>>,
     pub product: Option<String>,
     pub version: Option<String>,
+    /// The host name the scanner reported.
+    pub hostname: Option<String>,
     /// What the scanner saw, as it reported it.
     pub evidence: Option<serde_json::Value>,
+    /// A compromise a covering scan no longer sees: its last sighting.
+    pub not_seen_since: Option<DateTime<Utc>>,
     /// When the organisation reported it fixed.
     pub recheck_requested_at: Option<DateTime<Utc>>,
     pub false_positive_until: Option<DateTime<Utc>>,
@@ -83,13 +87,15 @@ pub async fn findings(
     let mut rows: Vec<PageFinding> = sqlx::query_as(
         "SELECT f.id, f.ip, f.port, f.protocol, f.check_id, f.state, f.status, f.cves,
                 f.first_seen, f.last_seen, f.resolved_at,
-                o.product, o.version, o.evidence,
+                o.product, o.version, o.hostname, o.evidence,
+                CASE WHEN f.status = 'open' AND f.missed_at > f.last_seen THEN f.last_seen END
+                    AS not_seen_since,
                 f.recheck_requested_at, f.false_positive_until, f.false_positive_reason,
                 f.organisation_id IS NULL AS disputed
            FROM notification_findings nf
            JOIN findings f ON f.id = nf.finding_id
            LEFT JOIN LATERAL (
-                SELECT product, version, evidence FROM observations
+                SELECT product, version, hostname, evidence FROM observations
                  WHERE finding_id = f.id AND id = f.last_observation_id LIMIT 1) o ON true
           WHERE nf.notification_id = $1
             AND (f.organisation_id = $2 OR (f.organisation_id IS NULL AND f.disputed_by = $2))",

@@ -88,6 +88,9 @@ pub async fn run(
                 last_seen: now - chrono::Duration::hours(2),
                 product: Some("Microsoft Exchange".to_owned()),
                 version: Some("15.1.2176.2".to_owned()),
+                hostname: Some(format!("mail{i}.example.no")),
+                evidence: None,
+                not_seen_since: None,
                 new: false,
             })
             .collect();

@@ -8,14 +8,18 @@
 //!    and `compromised`; `unknown` adds mere exposure), and
 //! 3. its check is one of the campaign's `checks`, or it shares a CVE with
 //!    the campaign's `cves` (a scanner that names the CVE but uses its own
-//!    check id is still covered).
+//!    check id is still covered), or it is a compromise found by a check
+//!    the check catalogue ties to one of the campaign's CVEs (a web shell
+//!    on Exchange names no CVE, yet it is what ProxyLogon led to:
+//!    `compromise_checks`, kept with the campaign).
 
 use super::model::MatchState;
 
 /// Points 2 and 3 of the rule, shared by both SQL spellings below.
 macro_rules! covers {
     () => {
-        "f.state = ANY (c.states) AND (f.check_id = ANY (c.checks) OR f.cves && c.cves)"
+        "f.state = ANY (c.states) AND (f.check_id = ANY (c.checks) OR f.cves && c.cves \
+         OR (f.state = 'compromised' AND f.check_id = ANY (c.compromise_checks)))"
     };
 }
 
@@ -42,6 +46,8 @@ pub struct MatchRule<'a> {
     /// Upper case, as stored.
     pub cves: &'a [String],
     pub states: &'a [MatchState],
+    /// `crate::checks::compromise_checks` of `cves`.
+    pub compromise_checks: &'a [String],
 }
 
 impl MatchRule<'_> {
@@ -51,7 +57,8 @@ impl MatchRule<'_> {
         status == "open"
             && self.states.iter().any(|s| s.as_str() == state)
             && (self.checks.iter().any(|c| c == check)
-                || cves.iter().any(|cve| self.cves.contains(cve)))
+                || cves.iter().any(|cve| self.cves.contains(cve))
+                || (state == "compromised" && self.compromise_checks.iter().any(|c| c == check)))
     }
 }
 
@@ -72,6 +79,7 @@ mod tests {
             checks,
             cves,
             states,
+            compromise_checks: &[],
         }
     }
 
@@ -103,6 +111,27 @@ mod tests {
             &strings(&["CVE-2020-0796"])
         ));
         assert!(!r.matches("open", "vulnerable", "my-scanner", &[]));
+    }
+
+    #[test]
+    fn a_campaign_on_the_cves_reaches_the_compromises_they_led_to() {
+        let cves = strings(&["CVE-2021-26855"]);
+        let states = [MatchState::Vulnerable, MatchState::Compromised];
+        let shells = crate::checks::compromise_checks(&cves);
+        let r = MatchRule {
+            checks: &[],
+            cves: &cves,
+            states: &states,
+            compromise_checks: &shells,
+        };
+        assert!(r.matches("open", "compromised", "scan_exchange", &[]));
+        // Not a vulnerability of another CVE found by the same check.
+        assert!(!r.matches(
+            "open",
+            "vulnerable",
+            "scan_exchange",
+            &strings(&["CVE-2021-34473"])
+        ));
     }
 
     #[test]

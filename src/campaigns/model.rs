@@ -532,11 +532,24 @@ pub struct CampaignCounts {
     pub organisations: i64,
     /// Matching open findings no organisation owns yet (the triage queue).
     pub unattributed_findings: i64,
+    /// The same, by check and state (compromised first): what the
+    /// campaign reaches, before it is activated.
+    pub by_check: Vec<MatchCount>,
     /// The campaign's notifications by status (`draft`, `approved`, `sent`,
     /// `acknowledged`, `resolved`, `no_contact`, `expired`); absent ones
     /// are 0.
     #[schema(value_type = Object)]
     pub notifications: std::collections::BTreeMap<String, i64>,
+}
+
+/// Open findings a campaign matches of one check in one state.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct MatchCount {
+    #[sqlx(rename = "check_id")]
+    pub check: String,
+    pub state: String,
+    pub findings: i64,
+    pub organisations: i64,
 }
 
 /// A text in both languages.

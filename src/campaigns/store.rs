@@ -29,14 +29,15 @@ const COLUMNS: &str = "id, slug, status, tlp, severity, \
      activated_at, closed_at";
 
 /// The columns a draft's author sets, in the order [`bind_fields`] binds
-/// them ($1 … $24).
+/// them ($1 … $24), and what follows from them ($25: the checks whose
+/// compromises the campaign's CVEs reach, from the check catalogue).
 const FIELD_COLUMNS: &str = "slug, tlp, severity, \
      title_nb, summary_nb, impact_nb, what_to_do_nb, how_to_check_nb, references_nb, \
      title_en, summary_en, impact_en, what_to_do_en, how_to_check_en, references_en, \
      checks, cves, states, reminder_days, auto_approve, copy_sector_teams, closing_mail, \
-     followup_interval_hours, link_valid_days";
+     followup_interval_hours, link_valid_days, compromise_checks";
 const FIELD_PARAMS: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     $16, $17, $18, $19, $20, $21, $22, $23, $24";
+     $16, $17, $18, $19, $20, $21, $22, $23, $24, $25";
 
 const UPDATE_COLUMNS: &str = "id, campaign_id, posted_at, body_nb, body_en, created_by";
 
@@ -569,6 +570,7 @@ fn bind_fields<'q, O>(
         .bind(f.closing_mail)
         .bind(f.followup_interval_hours)
         .bind(f.link_valid_days)
+        .bind(crate::checks::compromise_checks(&f.cves))
 }
 
 fn subject(id: i64) -> String {
@@ -592,7 +594,7 @@ pub async fn create(
     let fields = Fields::new(new)?;
     let mut tx = conn.begin().await?;
     let sql = format!(
-        "INSERT INTO campaigns ({FIELD_COLUMNS}, created_by) VALUES ({FIELD_PARAMS}, $25)
+        "INSERT INTO campaigns ({FIELD_COLUMNS}, created_by) VALUES ({FIELD_PARAMS}, $26)
          RETURNING {COLUMNS}"
     );
     let row: CampaignRow = bind_fields(sqlx::query_as(&sql), &fields)
@@ -646,7 +648,7 @@ pub async fn update(
     fields.check_whole()?;
     let before = audit::snapshot(&mut tx, "campaigns", id).await?;
     let sql = format!(
-        "UPDATE campaigns SET ({FIELD_COLUMNS}) = ({FIELD_PARAMS}) WHERE id = $25
+        "UPDATE campaigns SET ({FIELD_COLUMNS}) = ({FIELD_PARAMS}) WHERE id = $26
          RETURNING {COLUMNS}"
     );
     let row: CampaignRow = bind_fields(sqlx::query_as(&sql), &fields)
@@ -877,11 +879,23 @@ pub async fn counts(conn: &mut PgConnection, id: i64) -> DomainResult<CampaignCo
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
+    let by_check = sqlx::query_as(&format!(
+        "SELECT f.check_id, f.state, count(*) AS findings,
+                count(DISTINCT f.organisation_id) AS organisations
+           FROM campaigns c JOIN findings f ON {MATCH_SQL}
+          WHERE c.id = $1 AND f.current
+          GROUP BY f.check_id, f.state
+          ORDER BY f.state = 'compromised' DESC, count(*) DESC, f.check_id"
+    ))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
     let notifications = notification_counts(conn, id).await?;
     Ok(CampaignCounts {
         open_findings,
         organisations,
         unattributed_findings,
+        by_check,
         notifications,
     })
 }

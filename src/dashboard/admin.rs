@@ -230,6 +230,9 @@ struct ScanRunPage {
     row: ScanRow,
     /// The API client that ran it, if it still exists.
     client: Option<String>,
+    /// What it resolved, and what it kept open, by not seeing them.
+    resolved: Vec<scans::RunFinding>,
+    kept_open: Vec<scans::RunFinding>,
 }
 
 async fn list_scan_runs(
@@ -278,11 +281,16 @@ async fn show_scan_run(
         }
         None => None,
     };
+    let detail = scans::detail(&mut conn, run)
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?;
     let page = ScanRunPage {
         layout: Layout::dashboard(format!("Scan run {id} · Varsel")),
         chrome: Chrome::of(&state, &signed, &csrf),
-        row: ScanRow::of(run),
+        row: ScanRow::of(detail.run),
         client,
+        resolved: detail.resolved,
+        kept_open: detail.kept_open,
     };
     Ok(with_csrf_cookie(&state, &csrf, page::render(&page)?))
 }

@@ -46,6 +46,7 @@ pub fn pages() -> Router<AppState> {
         .route("/findings.csv", get(export))
         .route("/findings/{id}", get(show))
         .route("/findings/{id}/false-positive", post(mark_false_positive))
+        .route("/findings/{id}/close", post(close))
         .route(
             "/findings/{id}/false-positive/clear",
             post(clear_false_positive),
@@ -215,15 +216,22 @@ impl ListQuery {
 /// A finding as a row of a list.
 struct Row {
     f: Finding,
+    /// As the check catalogue names it.
+    what: String,
     first_seen: String,
     last_seen: String,
+    /// A compromise a covering scan no longer sees.
+    not_seen_since: Option<String>,
 }
 
 impl Row {
     fn of(f: Finding) -> Self {
+        let state = ObservationState::parse(&f.state).unwrap_or(ObservationState::Unknown);
         Row {
+            what: crate::checks::describe(&f.check, state, crate::checks::Lang::En).line(),
             first_seen: oslo_time(f.first_seen),
             last_seen: oslo_time(f.last_seen),
+            not_seen_since: f.not_seen_since.map(oslo_time),
             f,
         }
     }
@@ -448,6 +456,10 @@ struct FindingPage {
     /// What the false-positive form was sent with (or its defaults).
     reason: String,
     until: String,
+    /// What the closing form was sent with.
+    note: String,
+    /// Host name, server name, path: what the latest observation saw.
+    details: Vec<(&'static str, String)>,
 }
 
 impl FindingPage {
@@ -463,9 +475,22 @@ async fn render_detail(
     id: i64,
     errors: FieldErrors,
     sent: Option<(String, String)>,
+    note: String,
 ) -> Result<Response, WebError> {
     let mut conn = state.pool.acquire().await?;
     let detail = query::detail(&mut conn, id, None).await?;
+    let details = detail
+        .observations
+        .iter()
+        .find(|o| o.state != "not_vulnerable")
+        .map(|o| {
+            crate::checks::details(
+                o.hostname.as_deref(),
+                o.evidence.as_ref(),
+                crate::checks::Lang::En,
+            )
+        })
+        .unwrap_or_default();
     let flags = flags(&mut conn, &[id])
         .await?
         .into_iter()
@@ -524,6 +549,8 @@ async fn render_detail(
         errors,
         reason,
         until,
+        note,
+        details,
     };
     Ok(with_csrf_cookie(state, csrf, page::render(&page)?))
 }
@@ -534,7 +561,49 @@ async fn show(
     csrf: CsrfCookie,
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
-    render_detail(&state, &signed, &csrf, id, FieldErrors::default(), None).await
+    render_detail(
+        &state,
+        &signed,
+        &csrf,
+        id,
+        FieldErrors::default(),
+        None,
+        String::new(),
+    )
+    .await
+}
+
+/// An analyst closes an open finding with a note (the way a compromise a
+/// scan no longer sees is closed).
+async fn close(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Act {
+        signed, csrf, form, ..
+    }: Act<Analyst>,
+) -> Result<Response, WebError> {
+    let note = form.get("note").unwrap_or("").to_owned();
+    let mut conn = state.pool.acquire().await?;
+    let closed = crate::findings::closing::close(
+        &mut conn,
+        &signed.operator.actor(),
+        id,
+        &note,
+        state.clock.now(),
+    )
+    .await;
+    drop(conn);
+    let mut errors = FieldErrors::default();
+    match closed {
+        Ok(()) => return Ok(Redirect::to(&format!("/findings/{id}#history")).into_response()),
+        Err(DomainError::Invalid { detail, .. }) => {
+            errors.add("note", format!("The note {detail}."))
+        }
+        Err(DomainError::Conflict { detail, .. }) => errors.add("note", detail),
+        Err(other) => return Err(other.into()),
+    }
+    let page = render_detail(&state, &signed, &csrf, id, errors, None, note).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 /// Sets (or, with `None`, clears) the false-positive flag, with an entry in
@@ -641,7 +710,16 @@ async fn mark_false_positive(
         return Ok(Redirect::to(&format!("/findings/{id}")).into_response());
     }
     let sent = (sent_reason.to_owned(), sent_until.to_owned());
-    let page = render_detail(&state, &signed, &csrf, id, errors, Some(sent)).await?;
+    let page = render_detail(
+        &state,
+        &signed,
+        &csrf,
+        id,
+        errors,
+        Some(sent),
+        String::new(),
+    )
+    .await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 

@@ -51,7 +51,7 @@ pub async fn close(
         protocol,
         check,
     };
-    let by = actor.to_string();
+    let by = actor.display_name();
     let closure_id: i64 = sqlx::query_scalar(
         "INSERT INTO finding_closures (finding_id, at, actor, note) VALUES ($1, $2, $3, $4) RETURNING id",
     )

@@ -381,8 +381,11 @@ pub fn replay(key: &Key, stored: &Stored, new: &[Input<'_>], coverage: &Coverage
                 .min_by_key(|(_, o)| (o.observed_at, o.id))
                 .and_then(|(i, _)| folded.input_finding[i])
                 .unwrap_or(findings.len().saturating_sub(1));
+            // Not open any more, so that nothing counting open findings
+            // counts it; `merged_into` says why.
             let state = FindingState {
                 current: false,
+                status: super::fold::Status::Resolved,
                 dirty: true,
                 ..old.state.clone()
             };

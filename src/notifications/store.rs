@@ -178,12 +178,15 @@ pub async fn fetch(conn: &mut PgConnection, id: i64) -> DomainResult<Notificatio
 pub async fn hosts(conn: &mut PgConnection, id: i64, all: bool) -> DomainResult<Vec<Host>> {
     Ok(sqlx::query_as(&format!(
         "SELECT f.id AS finding_id, host(f.ip) AS ip, f.port, f.protocol, f.check_id, f.state,
-                f.first_seen, f.last_seen, o.product, o.version, nf.mailed_at IS NULL AS new
+                f.first_seen, f.last_seen, o.product, o.version, o.hostname, o.evidence::jsonb AS evidence,
+                CASE WHEN f.status = 'open' AND f.missed_at > f.last_seen THEN f.last_seen END
+                    AS not_seen_since,
+                nf.mailed_at IS NULL AS new
            FROM notification_findings nf
            JOIN notifications n ON n.id = nf.notification_id
            JOIN findings f ON f.id = nf.finding_id
            LEFT JOIN LATERAL (
-                SELECT product, version FROM observations
+                SELECT product, version, hostname, evidence FROM observations
                  WHERE finding_id = f.id AND id = f.last_observation_id LIMIT 1) o ON true
           WHERE nf.notification_id = $1
             AND (($2 AND f.organisation_id = n.organisation_id) OR {COUNTS})

@@ -33,6 +33,14 @@ impl MailLanguage {
         }
     }
 
+    /// The check catalogue's language.
+    pub fn lang(self) -> crate::checks::Lang {
+        match self {
+            MailLanguage::Nb => crate::checks::Lang::Nb,
+            MailLanguage::En => crate::checks::Lang::En,
+        }
+    }
+
     /// The registry's language, for the campaign's texts.
     pub fn language(self) -> Language {
         match self {
@@ -66,6 +74,9 @@ pub struct Words {
     pub update_intro: &'static str,
     pub followup_intro: &'static str,
     pub realert_intro: &'static str,
+    /// Leads every mail but the closing one when a host shows signs of
+    /// compromise: said plainly, first.
+    pub compromise_alert: &'static str,
     pub closing_intro: &'static str,
     pub copy_intro: &'static str,
     pub summary: &'static str,
@@ -84,6 +95,11 @@ pub struct Words {
     pub first_seen: &'static str,
     pub last_seen: &'static str,
     pub product: &'static str,
+    /// Marks a host not in any earlier mail.
+    pub new_marker: &'static str,
+    /// "Not seen since …" on a compromised host a scan no longer sees.
+    pub not_seen_since: &'static str,
+    pub not_seen_meaning: &'static str,
     pub link_intro: &'static str,
     pub link_valid_until: &'static str,
     pub never_passwords: &'static str,
@@ -131,8 +147,9 @@ pub static NB: Words = Words {
     intro: "Vi har funnet sårbare tjenester på IP-adresser som tilhører organisasjonen deres. Les hele meldingen: det er ikke nok å oppdatere, dere må også undersøke om serverne allerede er kompromittert.",
     reminder_intro: "Dette er en påminnelse. Funnene under er fortsatt åpne, og vi har ikke fått bekreftet at dere har mottatt varselet.",
     update_intro: "Det er kommet en oppdatering til varselet vi sendte dere.",
-    followup_intro: "Vi har funnet flere berørte adresser hos dere siden forrige melding. De nye står først i listen.",
+    followup_intro: "Vi har funnet flere berørte adresser hos dere siden forrige melding. De nye er merket NY.",
     realert_intro: "VIKTIG: Vi ser nå tegn på kompromittering (for eksempel et webshell) på minst én av adressene deres. Undersøk serveren straks og meld fra til oss via lenken under.",
+    compromise_alert: "VIKTIG: Vi ser tegn på kompromittering (for eksempel et webshell) på minst én av serverne deres. Den står først i listen under. Det er ikke nok å oppdatere: en angriper kan allerede ha tilgang. Undersøk serveren straks og meld fra til oss via lenken under.",
     closing_intro: "Alle funnene i dette varselet er nå løst etter våre siste skanninger. Takk for at dere fulgte opp. Husk at en oppdatert server kan ha vært kompromittert før oppdateringen.",
     copy_intro: "Dette er en kopi til sektorens responsmiljø av et varsel sendt til",
     summary: "Sammendrag",
@@ -146,11 +163,14 @@ pub static NB: Words = Words {
     hosts_attached: "Listen over alle berørte adresser ligger vedlagt som CSV-fil.",
     address: "Adresse",
     port: "Port",
-    check: "Sjekk",
+    check: "Funn",
     state: "Tilstand",
     first_seen: "Først sett",
     last_seen: "Sist sett",
     product: "Produkt/versjon",
+    new_marker: "NY",
+    not_seen_since: "Ikke sett siden",
+    not_seen_meaning: "serveren svarer ikke lenger på skanningen vår, men det betyr ikke at kompromitteringen er borte",
     link_intro: "Se alle funnene og gi oss svar (mottatt, rettet, falsk positiv, ikke vår, tegn på kompromittering) på den private lenken:",
     link_valid_until: "Lenken gjelder til",
     never_passwords: "Vi ber aldri om passord eller påloggingsinformasjon. En e-post som gjør det, kommer ikke fra oss.",
@@ -174,8 +194,9 @@ pub static EN: Words = Words {
     intro: "We have found vulnerable services on IP addresses that belong to your organisation. Please read the whole message: patching is not enough, you must also check whether the servers have already been compromised.",
     reminder_intro: "This is a reminder. The findings below are still open, and we have not had word that you received our advisory.",
     update_intro: "There is an update to the advisory we sent you.",
-    followup_intro: "We have found more affected addresses of yours since our last message. The new ones are listed first.",
+    followup_intro: "We have found more affected addresses of yours since our last message. The new ones are marked NEW.",
     realert_intro: "IMPORTANT: We now see signs of compromise (such as a web shell) on at least one of your addresses. Investigate the server at once and tell us through the link below.",
+    compromise_alert: "IMPORTANT: We see signs of compromise (such as a web shell) on at least one of your servers, listed first below. Patching is not enough: an attacker may already have access. Investigate the server at once and tell us through the link below.",
     closing_intro: "All findings of this advisory are resolved according to our latest scans. Thank you for acting on it. Remember that a patched server may have been compromised before it was patched.",
     copy_intro: "This is a copy for the sector's response team of an advisory sent to",
     summary: "Summary",
@@ -189,11 +210,14 @@ pub static EN: Words = Words {
     hosts_attached: "The list of all affected addresses is attached as a CSV file.",
     address: "Address",
     port: "Port",
-    check: "Check",
+    check: "What we found",
     state: "State",
     first_seen: "First seen",
     last_seen: "Last seen",
     product: "Product/version",
+    new_marker: "NEW",
+    not_seen_since: "Not seen since",
+    not_seen_meaning: "the server no longer answers our scan, which does not mean the compromise is gone",
     link_intro: "See all findings and answer us (acknowledged, fixed, false positive, not ours, signs of compromise) at your private link:",
     link_valid_until: "The link is valid until",
     never_passwords: "We never ask for passwords or credentials. An e-mail that does is not from us.",

@@ -342,7 +342,7 @@ async fn a_viewer_sees_no_forms_and_may_not_post() {
     let id = findings(&app, "").await[0]["id"].as_i64().unwrap();
     let (client, cookies, csrf) = logged_in(&app, "viewer").await;
     let detail = page(&client, &cookies, &format!("/findings/{id}")).await;
-    assert!(!detail.contains("false-positive-form"));
+    assert!(!detail.contains("false-positive-form") && !detail.contains("close-form"));
     let triage = page(&client, &cookies, "/triage").await;
     assert!(triage.contains(&format!("id=\"triage-{id}\"")) && !triage.contains("assign-form"));
 
@@ -355,6 +355,10 @@ async fn a_viewer_sees_no_forms_and_may_not_post() {
         (
             format!("/findings/{id}/false-positive/clear"),
             vec![("csrf", csrf.as_str())],
+        ),
+        (
+            format!("/findings/{id}/close"),
+            vec![("csrf", csrf.as_str()), ("note", "mine")],
         ),
         (
             format!("/triage/{id}/assign"),
@@ -462,4 +466,79 @@ async fn the_list_sorts_on_the_server_and_pages_in_that_order() {
         let r = client.get(bad, &cookies).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
+}
+
+/// A web shell a rescan no longer sees: the finding page says it is not
+/// seen since its last sighting, names the check and the server for
+/// people, and an analyst closes it with a note (refused without one),
+/// which its history and the scan run's page show.
+#[tokio::test]
+async fn an_analyst_closes_a_compromise_no_scan_sees_with_a_note() {
+    let app = spawn_app().await;
+    app.organisation("org-a", &["192.0.2.0/24"]).await;
+    let shell = json!({ "ip": "192.0.2.9", "port": 443, "observed_at": AT, "check": "scan_exchange",
+                        "state": "compromised", "hostname": "owa.example.no",
+                        "evidence": { "servername": "EXCH01", "tag": "exchange;webshell" } });
+    push(&app, &[shell.to_string()]).await;
+    let (status, run) = app
+        .post(
+            "/api/v1/scans",
+            &app.ingest,
+            json!({ "scanner": "rescan", "checks": ["scan_exchange"], "scope": ["192.0.2.0/24"],
+                    "started_at": "2021-03-06T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let (status, done) = app
+        .post(
+            &format!("/api/v1/scans/{}/finish", run["id"]),
+            &app.ingest,
+            json!({ "finished_at": "2021-03-06T01:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let id = findings(&app, "").await[0]["id"].as_i64().unwrap();
+    let (client, cookies, csrf) = logged_in(&app, "analyst").await;
+
+    let run_page = page(&client, &cookies, &format!("/scan-runs/{}", run["id"])).await;
+    assert!(run_page.contains("id=\"kept-open-list\""), "{run_page}");
+    assert!(run_page.contains(&format!("href=\"/findings/{id}\"")));
+
+    let path = format!("/findings/{id}");
+    let html = page(&client, &cookies, &path).await;
+    assert!(
+        html.contains("Web shell found on Microsoft Exchange (Shadowserver)"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"not-seen\""));
+    assert!(html.contains("<dd>EXCH01</dd>") && html.contains("<dd>owa.example.no</dd>"));
+    let list = page(&client, &cookies, "/findings").await;
+    assert!(list.contains("not seen since"));
+
+    let close = format!("{path}/close");
+    let r = client
+        .post(&close, &cookies, &[("csrf", &csrf), ("note", " ")])
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"note-error\""));
+    assert_eq!(findings(&app, "status=open").await.len(), 1);
+
+    let r = client
+        .post(
+            &close,
+            &cookies,
+            &[("csrf", &csrf), ("note", "Rebuilt; <b>no</b> traces left.")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = page(&client, &cookies, &path).await;
+    assert!(
+        html.contains(
+            "closed by analyst@ncsc.example.no: Rebuilt; &#60;b&#62;no&#60;/b&#62; traces left."
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"close-form\""));
+    assert_eq!(findings(&app, "status=open").await.len(), 0);
+    app.run_jobs().await;
 }

@@ -7,6 +7,7 @@ mod auth;
 mod authz;
 mod browser;
 mod campaigns;
+mod compromise_first;
 mod dashboard;
 mod dashboard_admin;
 mod dashboard_campaigns;

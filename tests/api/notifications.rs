@@ -594,8 +594,8 @@ async fn new_hosts_after_the_advisory_make_one_follow_up_a_day() {
         followup.subject
     );
     assert!(
-        followup.text_body.contains("[NEW] 192.0.2.2")
-            && followup.text_body.contains("[NEW] 192.0.2.3"),
+        followup.text_body.contains("[NY] 192.0.2.2")
+            && followup.text_body.contains("[NY] 192.0.2.3"),
         "{}",
         followup.text_body
     );
@@ -944,9 +944,15 @@ async fn the_advisory_arrives_over_smtp_with_many_hosts_attached_and_a_working_l
     assert!(text.starts_with("TLP:AMBER"), "{text}");
     assert!(text.contains("We never ask for passwords"));
     assert!(text.contains("Affected addresses (25)"));
-    assert!(html.contains("<table"));
-    // 20 in the body, all 25 in the attachment.
-    assert_eq!(text.matches("exchange-proxylogon: vulnerable").count(), 20);
+    assert!(html.contains("Microsoft Exchange vulnerable to ProxyLogon (the centre"));
+    // 20 in the body, all 25 in the attachment; each named as the check
+    // catalogue names it, not by its id.
+    assert_eq!(
+        text.matches("Microsoft Exchange vulnerable to ProxyLogon (the centre's scan): vulnerable")
+            .count(),
+        20
+    );
+    assert!(!text.contains("exchange-proxylogon"), "{text}");
     assert_eq!(mail.attachments.len(), 1);
     let csv = String::from_utf8(mail.attachments[0].content.clone()).unwrap();
     assert_eq!(csv.lines().count(), 26, "{csv}");

@@ -23,7 +23,6 @@ mod masscan;
 mod nmap;
 mod nuclei;
 pub mod shadowserver;
-mod shadowserver_reports;
 mod xml_input;
 
 #[cfg(test)]

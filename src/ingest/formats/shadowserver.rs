@@ -2,7 +2,7 @@
 //! one observation and keeps the rest of the row as evidence. Every report
 //! type is read, scan, event (sinkhole, honeypot), compromised-host and
 //! special reports alike; the table of types
-//! ([`report_type`], `shadowserver_reports.csv`) says which column names the
+//! ([`report_type`], `checks/shadowserver_reports.csv`) says which column names the
 //! host, the check id, the state a row starts from and the default severity.
 //! A row then says more: a web shell or CVE tag, a `*_vulnerable` or
 //! implant column, `ssl_poodle=Y`, a `status` of "likely compromised", its
@@ -28,7 +28,7 @@ use super::fields::{
 use super::{InputError, Item, Source};
 use crate::ingest::observation::{LineError, Observation, ObservationState, Severity};
 
-pub use super::shadowserver_reports::{HostColumn, ReportType, report_type, report_types};
+pub use crate::checks::shadowserver::{HostColumn, ReportType, report_type, report_types};
 
 /// Check id when the client did not say which report this is.
 const GENERIC_CHECK: &str = "shadowserver";

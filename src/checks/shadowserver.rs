@@ -4,14 +4,14 @@
 //! severity and a title for people. The CSV's comment header says how each
 //! column was decided and where the facts come from.
 //!
-//! Reached from outside as `crate::ingest::formats::shadowserver::report_type`
-//! and `::report_types` (re-exported there).
+//! The Shadowserver parser reads rows by it; the check catalogue names
+//! checks by it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use crate::ingest::observation::{ObservationState, Severity};
+use super::{ObservationState, Severity};
 
 const TABLE_CSV: &str = include_str!("shadowserver_reports.csv");
 
