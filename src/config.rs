@@ -50,6 +50,10 @@ pub struct Settings {
     /// Observations older than this many days are dropped (whole monthly
     /// partitions); 0 keeps everything.
     pub retention_days: u32,
+    /// Accept observations of addresses that cannot be on the Internet
+    /// (private, loopback, link-local, multicast, …), e.g. for a lab.
+    /// Refused per line by default.
+    pub allow_private_addresses: bool,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: u64,
     /// Observations per database round in the ingest pipeline.
@@ -140,6 +144,7 @@ impl Default for Settings {
             max_ingest_bytes: 2 * 1024 * 1024 * 1024,
             rate_limit_per_minute: 600,
             retention_days: 0,
+            allow_private_addresses: false,
             shutdown_grace_seconds: 20,
             ingest_chunk_rows: 20_000,
             job_workers: 2,

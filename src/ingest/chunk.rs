@@ -90,6 +90,7 @@ fn admit(
     line: u64,
     now: DateTime<Utc>,
     retention_days: u32,
+    allow_private: bool,
 ) -> Result<(), LineError> {
     if retention_days > 0 && o.observed_at < now - Duration::days(i64::from(retention_days)) {
         return Err(LineError::new(
@@ -114,6 +115,18 @@ fn admit(
             Some("observed_at"),
             format!("{} is before 1990", o.observed_at.to_rfc3339()),
         ));
+    }
+    if !allow_private {
+        if let Some(reason) = super::observation::not_on_the_internet(o.ip) {
+            return Err(LineError::new(
+                line,
+                Some("ip"),
+                format!(
+                    "{} {reason}: it cannot be on the Internet (set VARSEL_ALLOW_PRIVATE_ADDRESSES=true to take such addresses)",
+                    o.ip
+                ),
+            ));
+        }
     }
     if !rules.checks.is_empty() && !rules.checks.iter().any(|c| c == &o.check) {
         return Err(LineError::new(
@@ -171,7 +184,15 @@ pub fn prepare(
     for item in items {
         match item {
             Item::Observation(o, line) => {
-                match admit(&o, rules, line, now, state.settings.retention_days) {
+                let settings = &state.settings;
+                match admit(
+                    &o,
+                    rules,
+                    line,
+                    now,
+                    settings.retention_days,
+                    settings.allow_private_addresses,
+                ) {
                     Ok(()) => {
                         summary.widen_span(o.observed_at);
                         observations.push(o);

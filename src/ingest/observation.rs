@@ -10,6 +10,56 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::checks::{ObservationState, Severity};
 
+/// Why `ip` cannot be an address on the Internet, if it cannot: loopback,
+/// unspecified, link-local, multicast, private (RFC 1918, ULA), shared
+/// (RFC 6598) and reserved space. Observations there come from a scanner
+/// that looked at a lab or its own network, and no organisation can be
+/// told of them. The documentation ranges (RFC 5737, RFC 3849) are left to
+/// examples and tests.
+pub fn not_on_the_internet(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(a) => {
+            let [first, second, ..] = a.octets();
+            Some(if a.is_unspecified() || first == 0 {
+                "is in 0.0.0.0/8 (this network)"
+            } else if a.is_loopback() {
+                "is a loopback address (127.0.0.0/8)"
+            } else if a.is_private() {
+                "is a private address (RFC 1918: 10/8, 172.16/12, 192.168/16)"
+            } else if first == 100 && (64..128).contains(&second) {
+                "is shared address space (RFC 6598: 100.64.0.0/10)"
+            } else if a.is_link_local() {
+                "is a link-local address (169.254.0.0/16)"
+            } else if a.is_multicast() {
+                "is a multicast address (224.0.0.0/4)"
+            } else if first >= 240 {
+                "is reserved or broadcast space (240.0.0.0/4)"
+            } else {
+                return None;
+            })
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return not_on_the_internet(IpAddr::V4(v4));
+            }
+            let first = a.segments()[0];
+            Some(if a.is_unspecified() {
+                "is the unspecified address (::)"
+            } else if a.is_loopback() {
+                "is the loopback address (::1)"
+            } else if first & 0xffc0 == 0xfe80 {
+                "is a link-local address (fe80::/10)"
+            } else if first & 0xff00 == 0xff00 {
+                "is a multicast address (ff00::/8)"
+            } else if first & 0xfe00 == 0xfc00 {
+                "is a unique local address (fc00::/7)"
+            } else {
+                return None;
+            })
+        }
+    }
+}
+
 /// Largest `evidence` object accepted, serialised, in bytes.
 pub const MAX_EVIDENCE_BYTES: usize = 16 * 1024;
 
@@ -66,6 +116,46 @@ impl fmt::Display for LineError {
         match &self.field {
             Some(field) => write!(f, "line {}: {}: {}", self.line, field, self.reason),
             None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_on_the_internet;
+
+    #[test]
+    fn addresses_that_cannot_be_on_the_internet() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::1",
+            "ff02::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(not_on_the_internet(ip.parse().unwrap()).is_some(), "{ip}");
+        }
+        for ip in [
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "2001:db8::1",
+            "8.8.8.8",
+            "100.63.0.1",
+            "172.32.0.1",
+            "2a01:4f8::1",
+        ] {
+            assert_eq!(not_on_the_internet(ip.parse().unwrap()), None, "{ip}");
         }
     }
 }

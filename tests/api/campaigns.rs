@@ -86,6 +86,7 @@ async fn a_campaign_is_created_and_shown() {
             "open_findings": 0,
             "organisations": 0,
             "unattributed_findings": 0,
+            "by_check": [],
             "notifications": {
                 "draft": 0, "approved": 0, "no_contact": 0, "sent": 0,
                 "acknowledged": 0, "resolved": 0, "expired": 0,

@@ -46,7 +46,9 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 
 #[tokio::test]
 async fn every_fixture_format_is_ingested() {
-    let app = spawn_app().await;
+    // Real samples: some scanned private networks (nmap 192.168.0.1,
+    // Shadowserver's SMB report 10.20.30.41).
+    let app = spawn_app_with(|s| s.allow_private_addresses = true).await;
     // 192.0.2.10 is in it; 192.0.2.200, same ASN, is not.
     app.organisation("NO-EXCHANGE", &["192.0.2.0/25"]).await;
     let cases: [(&str, &str, &str, u64); 9] = [
@@ -805,6 +807,58 @@ async fn a_finding_rewritten_meanwhile_is_folded_again() {
     assert_eq!(found[0]["state"], "compromised", "{}", found[0]);
     assert_eq!(found[0]["last_seen"], "2021-03-05T12:00:00Z");
     assert!(refolds(&app).await >= 1, "A noticed and folded again");
+}
+
+/// An address that cannot be on the Internet is refused by line, with
+/// the reason; the documentation ranges are not.
+#[tokio::test]
+async fn addresses_that_cannot_be_on_the_internet_are_refused_by_line() {
+    let app = spawn_app().await;
+    let at = "2021-03-05T10:00:00Z";
+    let lines = [
+        line("10.20.30.41", at, "vulnerable"),
+        line("192.0.2.1", at, "vulnerable"),
+        line("fe80::1", at, "vulnerable"),
+        line("::ffff:127.0.0.1", at, "vulnerable"),
+        line("2001:db8::7", at, "vulnerable"),
+    ];
+    let r = push_lines(&app, &lines).await;
+    assert_eq!(
+        (r["accepted"].as_u64(), r["rejected"].as_u64()),
+        (Some(2), Some(3)),
+        "{r}"
+    );
+    let reasons: Vec<(u64, String)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons[0].0, 1);
+    assert!(
+        reasons[0].1.contains("private address (RFC 1918"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].1.contains("link-local"), "{reasons:?}");
+    assert!(reasons[2].1.contains("loopback"), "{reasons:?}");
+    assert!(
+        r["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["field"] == "ip")
+    );
+
+    let lab = spawn_app_with(|s| s.allow_private_addresses = true).await;
+    let r = push_lines(&lab, &lines).await;
+    assert_eq!(r["accepted"], 5, "{r}");
+    app.run_jobs().await;
+    lab.run_jobs().await;
 }
 
 /// A network registered while a batch is being ingested: the batch was

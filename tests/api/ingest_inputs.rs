@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, sample, spawn_app};
+use crate::helpers::{TestApp, sample, spawn_app, spawn_app_with};
 
 const NDJSON: &str = "application/x-ndjson";
 
@@ -33,7 +33,8 @@ async fn push_file(
 /// on either CVE finds.
 #[tokio::test]
 async fn nmap_vulners_cves_open_a_vulnerable_finding_with_the_product() {
-    let app = spawn_app().await;
+    // The real sample scanned a private network (192.168.0.1).
+    let app = spawn_app_with(|s| s.allow_private_addresses = true).await;
     let (status, r) = push_file(
         &app,
         "nmap/nmap_sample.xml",

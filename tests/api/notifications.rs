@@ -855,7 +855,7 @@ async fn jobs_run_twice_and_on_two_instances_mail_no_one_twice() {
     let app = spawn_app().await;
     let mut orgs = Vec::new();
     for i in 0..20 {
-        let cidr = format!("10.{i}.0.0/16");
+        let cidr = format!("198.18.{i}.0/24");
         let email = format!("sec@org{i}.no");
         orgs.push(
             organisation(
@@ -868,7 +868,7 @@ async fn jobs_run_twice_and_on_two_instances_mail_no_one_twice() {
         );
     }
     let hosts: Vec<(String, &str)> = (0..20)
-        .map(|i| (format!("10.{i}.0.1"), "vulnerable"))
+        .map(|i| (format!("198.18.{i}.1"), "vulnerable"))
         .collect();
     let hosts: Vec<(&str, &str)> = hosts.iter().map(|(ip, s)| (ip.as_str(), *s)).collect();
     push(&app, &hosts, MARCH_5).await;
