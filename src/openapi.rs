@@ -202,10 +202,13 @@ fn complete(doc: &mut Value) {
             }
             // Scan results are bytes in the format the client names (NDJSON,
             // CSV, XML…), streamed, not a JSON string.
+            // A body without a record stores nothing and is refused (422).
             if RAW_BODY_OPERATIONS.contains(&op["operationId"].as_str().unwrap_or_default()) {
+                op["requestBody"]["required"] = json!(true);
                 if let Some(content) = op["requestBody"]["content"].as_object_mut() {
                     for media in content.values_mut() {
-                        media["schema"] = json!({ "type": "string", "format": "binary" });
+                        media["schema"] =
+                            json!({ "type": "string", "format": "binary", "minLength": 1 });
                     }
                 }
             }
